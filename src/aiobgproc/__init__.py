@@ -1,0 +1,99 @@
+"""aiobgproc: run commands and multi-step Python processes in the background, from asyncio.
+
+::
+
+    from aiobgproc import Manager, Command
+
+    async with Manager("jobs.db") as manager:
+        process_id = await manager.start(Command(["ls", "-l"]))
+        info = await manager.wait_for(process_id, timeout=60)
+
+Names are loaded lazily, so the step executor (which imports this package) starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import (
+        AiobgprocError,
+        InvalidSpecError,
+        InvalidStateError,
+        ProcessNotFoundError,
+        StoreError,
+        WaitTimeoutError,
+    )
+    from .inprocess import execute_steps, run_steps
+    from .manager import Manager
+    from .models import (
+        TERMINAL_STATUSES,
+        Command,
+        ErrorInfo,
+        Process,
+        ProcessInfo,
+        Status,
+        Step,
+    )
+    from .steps import Interrupt, InterruptingStep, report_progress
+
+__version__ = "0.1.0"
+
+_WHERE = {
+    "AiobgprocError": "errors",
+    "Command": "models",
+    "ErrorInfo": "models",
+    "Interrupt": "steps",
+    "InterruptingStep": "steps",
+    "InvalidSpecError": "errors",
+    "InvalidStateError": "errors",
+    "Manager": "manager",
+    "Process": "models",
+    "ProcessInfo": "models",
+    "ProcessNotFoundError": "errors",
+    "Status": "models",
+    "Step": "models",
+    "StoreError": "errors",
+    "TERMINAL_STATUSES": "models",
+    "WaitTimeoutError": "errors",
+    "execute_steps": "inprocess",
+    "report_progress": "steps",
+    "run_steps": "inprocess",
+}
+
+__all__ = [
+    "AiobgprocError",
+    "Command",
+    "ErrorInfo",
+    "Interrupt",
+    "InterruptingStep",
+    "InvalidSpecError",
+    "InvalidStateError",
+    "Manager",
+    "Process",
+    "ProcessInfo",
+    "ProcessNotFoundError",
+    "Status",
+    "Step",
+    "StoreError",
+    "TERMINAL_STATUSES",
+    "WaitTimeoutError",
+    "__version__",
+    "execute_steps",
+    "report_progress",
+    "run_steps",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiobgproc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

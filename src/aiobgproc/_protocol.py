@@ -1,0 +1,31 @@
+"""Frames between the manager and an executor, on a socket pair of their own.
+
+A frame is a 4-byte big-endian length and a ``marshal`` payload (a tuple whose first item
+names the message). marshal is built in, so the executor imports nothing to speak it; the
+manager checks every value a step returns with strict JSON before storing it.
+
+Manager → executor: ("job", {...}), ("ack",), ("exit",)
+Executor → manager: ("start", index, name), ("progress", fraction, message),
+("done", index, output), ("interrupt", index, output),
+("error", index, type, message, traceback)
+"""
+
+from __future__ import annotations
+
+import marshal
+from typing import Any
+
+HEADER = 4
+MAX_FRAME = 1 << 30
+
+
+def encode(message: tuple[Any, ...]) -> bytes:
+    payload = marshal.dumps(message)
+    return len(payload).to_bytes(HEADER, "big") + payload
+
+
+def decode(payload: bytes) -> tuple[Any, ...]:
+    message = marshal.loads(payload)
+    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
+        raise ValueError("malformed frame")
+    return message

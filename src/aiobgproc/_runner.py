@@ -1,0 +1,461 @@
+"""Running one claimed process: a command, or an executor that runs Python steps.
+
+A runner owns the child from spawn to reap. It returns when the process has reached a state
+it recorded (or lost its claim), and the child's whole tree is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import marshal
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import _clock, _protocol, _spawn
+from ._output import OutputRecorder
+from .models import Status
+from .store import Claim, ProcessRecord, Store
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["cancelled", "closing", "lost"]
+_DRAIN_TIMEOUT = 0.5  # after the child exits, how long to wait for its pipe to close
+_PROGRESS_INTERVAL = 0.05  # progress is written at most this often
+_EXECUTOR_BOOT = (
+    "import sys;sys.path.insert(0,sys.argv[1]);"
+    "from aiobgproc.executor import main;sys.exit(main(sys.argv[2:]))"
+)
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What every runner of one manager shares."""
+
+    store: Store
+    manager_id: str
+    grace_period: float
+    max_output_bytes: int | None
+    python: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status | None
+    """What was recorded (None when nothing was: the claim was lost, or requeued)."""
+    message: str | None = None
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exited with code {returncode}"
+
+
+def _error(
+    kind: str, message: str, step: str | None = None, tb: str | None = None
+) -> dict[str, Any]:
+    return {"type": kind, "message": message, "traceback": tb, "step": step}
+
+
+class _Runner:
+    def __init__(
+        self,
+        context: RunContext,
+        record: ProcessRecord,
+        stop: asyncio.Future[StopReason],
+        on_change: Any,
+    ) -> None:
+        self.context = context
+        self.store = context.store
+        self.record = record
+        self.claim = Claim(record.id, context.manager_id, record.attempts)
+        self.stop = stop
+        self._on_change = on_change
+        self.deadline = None if record.timeout is None else _clock.monotonic() + record.timeout
+
+    def _remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(self.deadline - _clock.monotonic(), 0.0)
+
+    async def _recorder(self) -> OutputRecorder:
+        async def write(seq: int, data: bytes, size: int, truncated: bool) -> None:
+            await self.store.append_output(self.record.id, seq, data, size, truncated)
+            self._on_change(self.record.id)
+
+        first = await self.store.last_output_seq(self.record.id) + 1
+        recorder = OutputRecorder(
+            write,
+            first_seq=first,
+            output_size=self.record.output_size,
+            stored_size=self.record.output_size,
+            cap=self.context.max_output_bytes,
+        )
+        recorder.start()
+        return recorder
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.record.spec.get("env") or {})
+        env[_spawn.TAG_VARIABLE] = self.record.id
+        return env
+
+    async def _finish(self, status: Status, message: str | None = None, **fields: Any) -> Outcome:
+        recorded = await self.store.finish(self.claim, status, _clock.wall(), **fields)
+        if not recorded:
+            await self.store.release(self.claim)
+            return Outcome(None)
+        return Outcome(status, message)
+
+    async def _stopped(self, reason: StopReason) -> Outcome:
+        if reason == "closing":
+            return await self._on_closing()
+        # cancelled (already recorded by whoever cancelled) or lost: just let go of the pid.
+        await self.store.release(self.claim)
+        return Outcome(None)
+
+    async def _on_closing(self) -> Outcome:
+        raise NotImplementedError
+
+    async def _timed_out(self) -> Outcome:
+        message = f"timed out after {self.record.timeout:g} s"
+        return await self._finish(
+            Status.TIMEOUT, message, error=_error("TimeoutError", message, self.record.step)
+        )
+
+    async def _end_child(self, child: _spawn.Child, *, exited: bool) -> int | None:
+        """Stop the child's tree (gracefully unless it already exited), close its pipe."""
+        if exited:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(child.reader.closed), _DRAIN_TIMEOUT)
+            if _group_exists(child.os_pid):
+                # Whatever the child left running in its session goes with it.
+                await _spawn.terminate_tree(
+                    child.os_pid, child.started, grace=self.context.grace_period
+                )
+        else:
+            await _spawn.terminate_tree(
+                child.os_pid,
+                child.started,
+                grace=self.context.grace_period,
+                tag=self.record.id,
+            )
+        returncode = await _spawn.wait_exit(child, 5.0)
+        if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
+            log.error("process %s: os pid %d did not exit", self.record.id, child.os_pid)
+        child.reader.close()
+        return returncode
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class CommandRunner(_Runner):
+    """Runs an operating-system command; its output is ``{"exit_code": N}``."""
+
+    async def _on_closing(self) -> Outcome:
+        message = "the manager was closed while the command was running; a command cannot resume"
+        return await self._finish(
+            Status.ERROR, message, error=_error("ManagerClosedError", message)
+        )
+
+    async def run(self) -> Outcome:
+        spec = self.record.spec
+        recorder = await self._recorder()
+        try:
+            child = await _spawn.spawn(
+                spec["argv"], on_output=recorder.feed, cwd=spec.get("cwd"), env=self._env()
+            )
+        except OSError as exc:
+            await recorder.close()
+            message = f"cannot run {spec['argv'][0]!r}: {exc.strerror or exc}"
+            return await self._finish(
+                Status.ERROR, message, error=_error(type(exc).__name__, message)
+            )
+        recorder.on_drain = child.reader.resume
+        try:
+            if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
+                self.stop.set_result("lost") if not self.stop.done() else None
+            exit_task = asyncio.ensure_future(child.process.wait())
+            waits: set[asyncio.Future[Any]] = {exit_task, self.stop}
+            done, _ = await asyncio.wait(
+                waits,
+                timeout=self._remaining(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            exited = exit_task in done
+            returncode = await _ended(self, child, exited)
+        except BaseException:
+            await asyncio.shield(self._end_child(child, exited=False))
+            await asyncio.shield(recorder.close())
+            raise
+        await recorder.close()
+        if not exited:
+            if self.stop.done():
+                return await self._stopped(self.stop.result())
+            return await self._timed_out()
+        assert returncode is not None
+        output = {"exit_code": returncode}
+        if returncode == 0:
+            return await self._finish(Status.FINISHED, output=output, exit_code=0)
+        message = f"command {describe_exit(returncode)}"
+        return await self._finish(
+            Status.ERROR,
+            message,
+            output=output,
+            exit_code=returncode,
+            error=_error("CommandError", message),
+        )
+
+
+async def _ended(runner: _Runner, child: _spawn.Child, exited: bool) -> int | None:
+    return await asyncio.shield(runner._end_child(child, exited=exited))
+
+
+class StepsRunner(_Runner):
+    """Runs a process's steps in an executor child, committing each step's output."""
+
+    def __init__(
+        self,
+        context: RunContext,
+        record: ProcessRecord,
+        stop: asyncio.Future[StopReason],
+        on_change: Any,
+        on_progress: Any,
+    ) -> None:
+        super().__init__(context, record, stop, on_change)
+        self._on_progress = on_progress
+        self._step: str | None = record.step
+        self._pending_progress: tuple[float, str | None] | None = None
+        self._progress_at = 0.0
+        self._final: Outcome | None = None
+
+    async def _on_closing(self) -> Outcome:
+        # Steps resume: back to the queue at the first step without committed output.
+        await self.store.requeue(self.claim)
+        return Outcome(None)
+
+    def _argv(self, fd: int) -> list[str]:
+        python = self.context.python or sys.executable
+        return [python, "-I", "-c", _EXECUTOR_BOOT, _PACKAGE_ROOT, str(fd)]
+
+    def _job(self) -> dict[str, Any]:
+        return {
+            "process_id": self.record.id,
+            "attempt": self.record.attempts,
+            "sys_path": [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path],
+            "steps": self.record.spec["steps"],
+            "start": self.record.step_index,
+            "input": self.record.input or {},
+        }
+
+    async def run(self) -> Outcome:
+        recorder = await self._recorder()
+        ours, theirs = socket.socketpair()
+        try:
+            child = await _spawn.spawn(
+                self._argv(theirs.fileno()),
+                on_output=recorder.feed,
+                cwd=self.record.spec.get("cwd"),
+                env=self._env(),
+                pass_fds=(theirs.fileno(),),
+            )
+        except OSError as exc:
+            ours.close()
+            await recorder.close()
+            message = f"cannot start the executor: {exc}"
+            return await self._finish(
+                Status.ERROR, message, error=_error(type(exc).__name__, message)
+            )
+        finally:
+            theirs.close()  # the child has its own copy
+        recorder.on_drain = child.reader.resume
+        reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
+        exited = False
+        try:
+            if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
+                self.stop.set_result("lost") if not self.stop.done() else None
+            writer.write(_protocol.encode(("job", self._job())))
+            await writer.drain()
+            exited = await self._converse(child, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            exited = child.process.returncode is not None
+        except BaseException:
+            await asyncio.shield(self._end_child(child, exited=False))
+            await asyncio.shield(recorder.close())
+            writer.close()
+            raise
+        returncode = await _ended(self, child, exited or self._final is not None)
+        writer.close()
+        await recorder.close()
+        if self._final is not None:
+            return self._final
+        if self.stop.done():
+            return await self._stopped(self.stop.result())
+        if not exited and child.process.returncode is None:
+            return await self._timed_out()
+        if self.deadline is not None and _clock.monotonic() >= self.deadline:
+            return await self._timed_out()
+        how = describe_exit(returncode) if returncode is not None else "disappeared"
+        message = f"the executor {how} during step {self._step!r}"
+        return await self._finish(
+            Status.ERROR,
+            message,
+            exit_code=returncode,
+            error=_error("ExecutorDiedError", message, self._step),
+        )
+
+    async def _converse(
+        self, child: _spawn.Child, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Handle the executor's frames until a final one, its exit, a stop or the deadline.
+
+        Returns True when the executor exited on its own.
+        """
+        exit_task = asyncio.ensure_future(child.process.wait())
+        frame_task: asyncio.Future[tuple[Any, ...] | None] = asyncio.ensure_future(
+            _read_frame(reader)
+        )
+        try:
+            while self._final is None:
+                timeout = self._remaining()
+                if self._pending_progress is not None:
+                    timeout = (
+                        _PROGRESS_INTERVAL if timeout is None else min(timeout, _PROGRESS_INTERVAL)
+                    )
+                waits: set[asyncio.Future[Any]] = {frame_task, exit_task, self.stop}
+                done, _ = await asyncio.wait(
+                    waits,
+                    timeout=timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if frame_task in done:
+                    frame = frame_task.result()
+                    if frame is None:  # EOF: the executor is exiting
+                        ends: set[asyncio.Future[Any]] = {exit_task, self.stop}
+                        await asyncio.wait(
+                            ends, timeout=self._remaining(), return_when=asyncio.FIRST_COMPLETED
+                        )
+                        return exit_task.done()
+                    await self._handle(frame, writer)
+                    frame_task = asyncio.ensure_future(_read_frame(reader))
+                    continue
+                await self._flush_progress(force=False)
+                if self.stop.done():
+                    return False
+                if exit_task in done:
+                    # Frames written just before exiting are still in the socket: read them.
+                    while self._final is None:
+                        try:
+                            frame = await asyncio.wait_for(frame_task, 1.0)
+                        except TimeoutError:
+                            break
+                        if frame is None:
+                            break
+                        await self._handle(frame, writer)
+                        frame_task = asyncio.ensure_future(_read_frame(reader))
+                    return True
+                if self.deadline is not None and _clock.monotonic() >= self.deadline:
+                    return False
+            return False
+        finally:
+            frame_task.cancel()
+            with contextlib.suppress(BaseException):
+                await frame_task
+
+    async def _flush_progress(self, *, force: bool) -> None:
+        pending = self._pending_progress
+        if pending is None:
+            return
+        now = _clock.monotonic()
+        if force or now - self._progress_at >= _PROGRESS_INTERVAL:
+            self._pending_progress = None
+            self._progress_at = now
+            await self.store.set_progress(self.claim, pending[0], pending[1])
+            self._on_progress(self.record.id)
+
+    async def _handle(self, frame: tuple[Any, ...], writer: asyncio.StreamWriter) -> None:
+        kind = frame[0]
+        if kind == "progress":
+            self._pending_progress = (float(frame[1]), frame[2])
+            await self._flush_progress(force=False)
+            return
+        if kind == "start":
+            self._pending_progress = None
+            self._step = frame[2]
+            await self.store.start_step(self.claim, frame[1], frame[2])
+            self._on_progress(self.record.id)
+            return
+        if kind == "error":
+            _, index, name, error_type, message, tb = frame
+            text = f"step {name!r} failed: {error_type}: {message}"
+            self._final = await self._finish(
+                Status.ERROR, text, error=_error(error_type, message, name, tb)
+            )
+            return
+        if kind in ("done", "interrupt"):
+            _, index, name, payload = frame
+            try:
+                output = marshal.loads(payload)
+                json.dumps(output, allow_nan=False)
+            except (ValueError, TypeError) as exc:
+                message = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
+                self._final = await self._finish(
+                    Status.ERROR, message, error=_error("StepOutputError", message, name)
+                )
+                return
+            await self._flush_progress(force=True)
+            if kind == "interrupt":
+                recorded = await self.store.interrupt(
+                    self.claim, index, name, output, _clock.wall()
+                )
+                self._final = Outcome(Status.INTERRUPTED if recorded else None)
+                return
+            last = index + 1 >= len(self.record.spec["steps"])
+            recorded = await self.store.commit_step(
+                self.claim, index, name, output, _clock.wall(), final=last
+            )
+            if not recorded:
+                await self.store.release(self.claim)
+                self._final = Outcome(None)
+                return
+            self._on_change(self.record.id)
+            if last:
+                self._final = Outcome(Status.FINISHED)
+            writer.write(_protocol.encode(("exit",) if last else ("ack",)))
+            await writer.drain()
+            return
+        log.warning("process %s: unknown executor frame %r", self.record.id, kind)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
+    try:
+        header = await reader.readexactly(_protocol.HEADER)
+    except asyncio.IncompleteReadError:
+        return None
+    size = int.from_bytes(header, "big")
+    if size > _protocol.MAX_FRAME:
+        raise ConnectionError("oversized frame from the executor")
+    try:
+        return _protocol.decode(await reader.readexactly(size))
+    except asyncio.IncompleteReadError:
+        return None

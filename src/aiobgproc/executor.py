@@ -1,0 +1,200 @@
+"""The executor: the child process that runs a process's steps (``python -m aiobgproc.executor``).
+
+It stays lean on purpose: interpreter start-up is most of a step's latency, so it imports
+only built-in modules (marshal, os, sys, importlib); asyncio is imported only when a step
+is ``async``, traceback only when a step fails. It never touches the store: it reports to
+the manager on a socket of its own, and whatever steps print goes to stdout/stderr, which
+the manager captures as the output log.
+
+Before a step starts, the previous step's output has been committed: the executor waits
+for the manager's ``ack`` after each ``done``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import marshal
+import os
+import sys
+from typing import Any
+
+from . import _protocol, steps
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+class _Channel:
+    """Blocking frame I/O on the executor's end of the socket pair."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, *message: Any) -> None:
+        data = _protocol.encode(message)
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def _read_exactly(self, size: int) -> bytes:
+        parts = []
+        while size:
+            chunk = os.read(self.fd, min(size, 1 << 20))
+            if not chunk:
+                raise EOFError("the manager closed the channel")
+            parts.append(chunk)
+            size -= len(chunk)
+        return b"".join(parts)
+
+    def receive(self) -> tuple[Any, ...]:
+        size = int.from_bytes(self._read_exactly(_protocol.HEADER), "big")
+        return _protocol.decode(self._read_exactly(size))
+
+
+class StepFailed(Exception):
+    """A step's result cannot be used (not a dict, not serialisable)."""
+
+
+def resolve(path: str) -> Any:
+    module_name, _, qualname = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def call_step(target: Any, args: list[Any], kwargs: dict[str, Any], data: dict[str, Any]) -> Any:
+    """Run one step target on ``data``; returns its raw result and whether it interrupts."""
+    interrupting = False
+    if isinstance(target, type):
+        instance = target(*args, **kwargs)
+        interrupting = isinstance(instance, steps.InterruptingStep)
+        result = instance.execute(data)
+    else:
+        result = target(data, *args, **kwargs)
+    if hasattr(result, "__await__"):
+        import asyncio  # only for async steps: it costs ~35 ms of start-up
+
+        result = asyncio.run(_await(result))
+    return result, interrupting
+
+
+def _bad_type(value: Any, depth: int = 0) -> str | None:
+    """The name of the first type in ``value`` that JSON cannot carry, if any."""
+    if depth > 500:
+        return "a structure nested more than 500 levels deep"
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{type(key).__name__} (as a dict key)"
+            found = _bad_type(item, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _bad_type(item, depth + 1)
+            if found:
+                return found
+        return None
+    return type(value).__name__
+
+
+def step_output(name: str, result: Any) -> tuple[dict[str, Any], bool]:
+    """Check a step's return value: a dict (None means {}), or Interrupt(dict)."""
+    interrupt = isinstance(result, steps.Interrupt)
+    if interrupt:
+        result = result.data
+    if result is None:
+        return {}, interrupt
+    if not isinstance(result, dict):
+        raise StepFailed(
+            f"step {name!r} returned {type(result).__name__}, but a step must return a dict"
+            " (or None)"
+        )
+    bad = _bad_type(result)
+    if bad is not None:
+        raise StepFailed(f"step {name!r} returned a value that is not JSON-serialisable: {bad}")
+    return result, interrupt
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _report_error(channel: _Channel, index: int, name: str, exc: BaseException) -> None:
+    import traceback  # only on failure
+
+    text = "".join(traceback.format_exception(exc))
+    if isinstance(exc, StepFailed):
+        kind, message = "StepOutputError", str(exc)
+    else:
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        kind = kind.removeprefix("builtins.")
+        message = str(exc)
+    print(text, file=sys.stderr, end="")
+    _flush_streams()
+    channel.send("error", index, name, kind, message, text)
+
+
+def run_job(channel: _Channel, job: dict[str, Any]) -> None:
+    data: dict[str, Any] = job["input"] or {}
+    all_steps: list[dict[str, Any]] = job["steps"]
+    steps.set_progress_sink(lambda fraction, message: channel.send("progress", fraction, message))
+    for index in range(job["start"], len(all_steps)):
+        spec = all_steps[index]
+        name = spec["name"]
+        channel.send("start", index, name)
+        try:
+            target = resolve(spec["target"])
+            result, interrupting = call_step(target, spec["args"], spec["kwargs"], data)
+            output, interrupt = step_output(name, result)
+            payload = marshal.dumps(output)
+        except BaseException as exc:
+            _report_error(channel, index, name, exc)
+            return
+        _flush_streams()
+        if interrupting or interrupt or spec.get("interrupt"):
+            channel.send("interrupt", index, name, payload)
+            return
+        channel.send("done", index, name, payload)
+        reply = channel.receive()
+        if reply[0] != "ack":
+            return  # the manager wants us gone (cancelled, or it lost the process)
+        data = output
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    channel = _Channel(int(args[0]))
+    message = channel.receive()
+    if message[0] != "job":
+        return 2
+    job: dict[str, Any] = message[1]
+    sys.path[:] = job["sys_path"]
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
+    try:
+        run_job(channel, job)
+    except (EOFError, BrokenPipeError):
+        return 3  # the manager went away
+    finally:
+        _flush_streams()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Run steps in the calling process: no store, no subprocess (handy in tests and scripts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from . import _spec
+from .errors import InvalidStateError
+from .executor import StepFailed, resolve, step_output
+from .models import Process, Step
+from .steps import InterruptingStep
+
+OnInterrupt = Literal["raise", "continue"]
+
+
+class ProcessInterruptedError(InvalidStateError):
+    """``execute_steps``/``run_steps`` reached a step that pauses the process."""
+
+    def __init__(self, step: str, output: dict[str, Any]) -> None:
+        super().__init__(
+            f"step {step!r} interrupts the process; run it with a Manager to pause and"
+            " proceed, or pass on_interrupt='continue'"
+        )
+        self.step = step
+        self.output = output
+
+
+def _steps(steps: Process | Mapping[str, Step] | Sequence[Step]) -> list[dict[str, Any]]:
+    process = steps if isinstance(steps, Process) else Process(steps)
+    checked: list[dict[str, Any]] = _spec.process_spec(process)["steps"]
+    return checked
+
+
+def _call(spec: dict[str, Any], data: dict[str, Any]) -> tuple[Any, bool]:
+    target = resolve(spec["target"])
+    if isinstance(target, type):
+        instance = target(*spec["args"], **spec["kwargs"])
+        return instance.execute(data), isinstance(instance, InterruptingStep)
+    return target(data, *spec["args"], **spec["kwargs"]), False
+
+
+def _after_step(
+    spec: dict[str, Any], result: Any, interrupting: bool, on_interrupt: OnInterrupt
+) -> dict[str, Any]:
+    try:
+        output, interrupt = step_output(spec["name"], result)
+    except StepFailed as exc:
+        raise TypeError(str(exc)) from None
+    _spec.dump_json(output, f"the output of step {spec['name']!r}")
+    if (interrupt or interrupting or spec["interrupt"]) and on_interrupt == "raise":
+        raise ProcessInterruptedError(spec["name"], output)
+    return output
+
+
+def execute_steps(
+    steps: Process | Mapping[str, Step] | Sequence[Step],
+    data: dict[str, Any] | None = None,
+    *,
+    on_interrupt: OnInterrupt = "raise",
+) -> dict[str, Any]:
+    """Run the steps one after another in this process and return the last one's output.
+
+    A step that raises propagates its exception. At a step that interrupts, the default
+    raises ProcessInterruptedError (an InvalidStateError carrying ``step`` and ``output``);
+    ``on_interrupt="continue"`` goes straight on to the next step, as if proceeded with no
+    data. Async steps are run with ``asyncio.run`` (so not from inside a running loop:
+    use ``run_steps`` there).
+    """
+    current = _spec.check_data(data)
+    for spec in _steps(steps):
+        result, interrupting = _call(spec, current)
+        if hasattr(result, "__await__"):
+            import asyncio
+
+            async def _await(awaitable: Any = result) -> Any:
+                return await awaitable
+
+            result = asyncio.run(_await())
+        current = _after_step(spec, result, interrupting, on_interrupt)
+    return current
+
+
+async def run_steps(
+    steps: Process | Mapping[str, Step] | Sequence[Step],
+    data: dict[str, Any] | None = None,
+    *,
+    on_interrupt: OnInterrupt = "raise",
+) -> dict[str, Any]:
+    """Like ``execute_steps``, awaited: async steps run on the calling loop, sync steps inline."""
+    current = _spec.check_data(data)
+    for spec in _steps(steps):
+        result, interrupting = _call(spec, current)
+        if hasattr(result, "__await__"):
+            result = await result
+        current = _after_step(spec, result, interrupting, on_interrupt)
+    return current

@@ -1,0 +1,455 @@
+"""The Manager: start, inspect, wait for, pause, continue and stop background processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Final, Self
+
+from . import _clock, _spawn, _spec
+from ._changes import Changes
+from ._errorlog import append_error_block
+from ._location import open_store
+from ._runner import CommandRunner, RunContext, StepsRunner, StopReason
+from .errors import (
+    InvalidSpecError,
+    InvalidStateError,
+    ProcessNotFoundError,
+    StoreError,
+    WaitTimeoutError,
+)
+from .models import STOPPED_STATUSES, ProcessInfo, Status
+from .store import Claim, NewProcess, ProcessRecord, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
+_QUEUE: Final = "queue"  # the run loop's wake-up key
+_RECHECK: Final = 1.0  # a waiter re-reads the store at least this often, notified or not
+
+
+def _new_id() -> str:
+    # Time-ordered (milliseconds first) then random: sorts by creation, never collides.
+    millis = int(_clock.wall() * 1000)
+    return f"{millis:012x}{uuid.uuid4().hex[:20]}"
+
+
+@dataclass(eq=False, slots=True)
+class _Run:
+    """A process this manager is running right now."""
+
+    claim: Claim
+    stop: asyncio.Future[StopReason]
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_stop(self, reason: StopReason) -> None:
+        if not self.stop.done():
+            self.stop.set_result(reason)
+
+
+class Manager:
+    """Runs commands and step processes in the background, with state in a store.
+
+    ::
+
+        async with Manager("jobs.db") as manager:
+            process_id = await manager.start(Command(["sleep", "1"]))
+            info = await manager.wait_for(process_id, timeout=10)
+
+    ``store`` is a SQLite file path, a ``sqlite:///`` URL, or None for the default file
+    (``$AIOBGPROC_STORE``, else ``~/.local/share/aiobgproc/aiobgproc.db``). With ``run=False``
+    the manager only starts, inspects and controls processes; a running manager or
+    ``aiobgproc worker`` on the same store executes them.
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str] | Store | None = None,
+        *,
+        concurrency: int | None = None,
+        run: bool = True,
+        error_log: str | os.PathLike[str] | None = None,
+        max_output_bytes: int | None = DEFAULT_MAX_OUTPUT_BYTES,
+        grace_period: float = 2.0,
+        poll_interval: float = 0.02,
+        python: str | None = None,
+    ) -> None:
+        if concurrency is None:
+            concurrency = os.cpu_count() or 1
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidSpecError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+        if max_output_bytes is not None and (
+            isinstance(max_output_bytes, bool)
+            or not isinstance(max_output_bytes, int)
+            or max_output_bytes < 0
+        ):
+            raise InvalidSpecError("max_output_bytes must be a whole number >= 0 or None")
+        grace = _spec.check_timeout(grace_period, "grace_period")
+        poll = _spec.check_timeout(poll_interval, "poll_interval")
+        if grace is None or poll is None or poll <= 0:
+            raise InvalidSpecError("grace_period and poll_interval must be finite and positive")
+        self._store: Store = open_store(store)
+        self.concurrency = concurrency
+        self.runs_processes = bool(run)
+        self.error_log = os.fspath(error_log) if error_log is not None else None
+        self.max_output_bytes = max_output_bytes
+        self.grace_period = grace
+        self.poll_interval = poll
+        self.id = uuid.uuid4().hex
+        self._context = RunContext(
+            store=self._store,
+            manager_id=self.id,
+            grace_period=grace,
+            max_output_bytes=max_output_bytes,
+            python=python,
+        )
+        self._changes = Changes()
+        self._runs: dict[str, _Run] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._open = False
+        self._closing = False
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the store and, unless ``run=False``, start taking queued processes."""
+        if self._open:
+            return
+        await self._store.open()
+        try:
+            await self._store.register_manager(self.id, os.getpid(), _clock.wall())
+        except BaseException:
+            await self._store.close()
+            raise
+        self._open = True
+        self._closing = False
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._watch(), name="aiobgproc-watch")]
+        if self.runs_processes:
+            self._tasks.append(loop.create_task(self._run_loop(), name="aiobgproc-run"))
+        log.debug("manager %s opened %r", self.id, self._store)
+
+    async def close(self) -> None:
+        """Stop taking work, stop what this manager runs, and close the store.
+
+        Step processes that were running go back to the queue at their current step (another
+        manager or worker resumes them); a running command cannot resume and becomes
+        ``error``. No child process is left behind.
+        """
+        if not self._open or self._closing:
+            return
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        runs = list(self._runs.values())
+        for run in runs:
+            run.request_stop("closing")
+        for run in runs:
+            if run.task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(run.task)
+        try:
+            with contextlib.suppress(StoreError):
+                await self._store.unregister_manager(self.id)
+        finally:
+            self._open = False
+            await self._store.close()
+            self._changes.notify(None)
+            log.debug("manager %s closed", self.id)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise InvalidStateError(
+                "the manager is not open: use 'async with Manager(...)' or 'await manager.open()'"
+            )
+
+    # -- starting --------------------------------------------------------------------------
+
+    async def start(
+        self, work: Any, data: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> str:
+        """Queue a Command or Process and return its id at once.
+
+        ``timeout`` (seconds) overrides the work's own. Raises InvalidSpecError, and stores
+        nothing, when the work, data or timeout is not acceptable.
+        """
+        self._check_open()
+        spec, own_timeout = _spec.work_spec(work)
+        override = _spec.check_timeout(timeout)
+        payload = _spec.check_data(data)
+        process = NewProcess(
+            id=_new_id(),
+            kind=spec["kind"],
+            spec=spec,
+            input=payload,
+            timeout=override if timeout is not None else own_timeout,
+            steps_total=len(spec.get("steps", ())),
+            created_at=_clock.wall(),
+        )
+        await self._store.insert(process)
+        log.info("process %s queued (%s)", process.id, process.kind)
+        self._changes.notify(_QUEUE)
+        return process.id
+
+    # -- inspecting ------------------------------------------------------------------------
+
+    async def _record(self, process_id: str) -> ProcessRecord:
+        self._check_open()
+        if not isinstance(process_id, str) or not process_id:
+            raise ProcessNotFoundError(process_id)
+        record = await self._store.get(process_id)
+        if record is None:
+            raise ProcessNotFoundError(process_id)
+        return record
+
+    async def info(self, process_id: str) -> ProcessInfo:
+        """A snapshot of the process. Raises ProcessNotFoundError for an unknown id."""
+        return (await self._record(process_id)).to_info()
+
+    async def list(
+        self, *, status: Status | str | Iterable[Status | str] | None = None, limit: int = 100
+    ) -> list[ProcessInfo]:
+        """Processes, newest first; ``status`` may be one status or several."""
+        self._check_open()
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidSpecError(f"limit must be a whole number >= 1, not {limit!r}")
+        statuses: list[Status] | None = None
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            try:
+                statuses = [Status(item) for item in wanted]
+            except ValueError:
+                raise InvalidSpecError(
+                    f"unknown status in {status!r}; one of: {', '.join(Status)}"
+                ) from None
+        return [record.to_info() for record in await self._store.list_processes(statuses, limit)]
+
+    async def output(self, process_id: str) -> bytes:
+        """Everything captured so far: stdout and stderr, interleaved as they arrived."""
+        await self._record(process_id)
+        return b"".join(data for _, data in await self._store.read_output(process_id))
+
+    async def stream_output(self, process_id: str) -> AsyncIterator[bytes]:
+        """Yield the output from the beginning, then live, until the process stops running."""
+        await self._record(process_id)
+        seq = -1
+        while True:
+            event = self._changes.event(process_id)
+            record = await self._record(process_id)
+            chunks = await self._store.read_output(process_id, seq)
+            for seq, data in chunks:  # noqa: B007 - seq is where the next read starts
+                yield data
+            if record.status not in (Status.QUEUED, Status.RUNNING):
+                return
+            if not chunks:
+                await self._changes.wait(event, self._wait_step(record))
+
+    def _wait_step(self, record: ProcessRecord) -> float:
+        # A process run here notifies its waiters; another one is noticed by the watcher.
+        if record.owner == self.id:
+            return _RECHECK
+        return max(self.poll_interval, min(_RECHECK, self.poll_interval * 5))
+
+    async def wait_for(self, process_id: str, timeout: float | None = None) -> ProcessInfo:
+        """Wait until the process is interrupted or terminal, and return its info.
+
+        A failed process is returned, not raised. Raises WaitTimeoutError (a TimeoutError)
+        when ``timeout`` seconds pass; the process keeps running.
+        """
+        limit = _spec.check_timeout(timeout)
+        deadline = None if limit is None else _clock.monotonic() + limit
+        while True:
+            event = self._changes.event(process_id)
+            record = await self._record(process_id)
+            if record.status in STOPPED_STATUSES:
+                return record.to_info()
+            step = self._wait_step(record)
+            if deadline is not None:
+                remaining = deadline - _clock.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeoutError(process_id, limit or 0.0)
+                step = min(step, remaining)
+            await self._changes.wait(event, step)
+
+    # -- controlling -----------------------------------------------------------------------
+
+    async def cancel(self, process_id: str) -> ProcessInfo:
+        """Cancel a queued, interrupted or running process; a terminal one is left as it is.
+
+        A running process's executor and all its descendants are terminated before this
+        returns (SIGTERM, then SIGKILL after the grace period).
+        """
+        record = await self._record(process_id)
+        if record.status.is_terminal:
+            return record.to_info()
+        result = await self._store.cancel(process_id, _clock.wall())
+        if result is None:  # it became terminal meanwhile
+            return await self.info(process_id)
+        before, cancelled = result
+        log.info("process %s cancelled (was %s)", process_id, before)
+        self._changes.notify(process_id)
+        if before is Status.RUNNING:
+            await self._stop_running(cancelled)
+        return await self.info(process_id)
+
+    async def _stop_running(self, record: ProcessRecord) -> None:
+        """Make sure the OS processes of a cancelled process are gone, whoever ran it."""
+        run = self._runs.get(record.id)
+        if run is not None:
+            run.request_stop("cancelled")
+            await asyncio.shield(run.done.wait())
+            return
+        # Another manager runs it: it notices within its poll interval and kills the tree.
+        deadline = _clock.monotonic() + self.grace_period + 10 * self.poll_interval + 1.0
+        while _clock.monotonic() < deadline:
+            current = await self._store.get(record.id)
+            if current is None or current.os_pid is None:
+                return
+            await asyncio.sleep(self.poll_interval)
+        # The owner did not react (frozen or gone): kill the tree ourselves, if it is here.
+        if record.os_pid is not None:
+            await _spawn.terminate_tree(
+                record.os_pid, record.os_pid_started, grace=self.grace_period, tag=record.id
+            )
+
+    async def proceed(self, process_id: str, data: dict[str, Any] | None = None) -> str:
+        """Continue an interrupted process with ``data`` merged into its paused output."""
+        payload = _spec.check_data(data)
+        record = await self._record(process_id)
+        if record.status is not Status.INTERRUPTED:
+            raise InvalidStateError(
+                f"process {process_id} is {record.status}, not interrupted: nothing to proceed"
+            )
+        if not await self._store.proceed(process_id, payload, _clock.wall()):
+            current = await self._record(process_id)
+            raise InvalidStateError(
+                f"process {process_id} is {current.status}, not interrupted: nothing to proceed"
+            )
+        log.info("process %s proceeded", process_id)
+        self._changes.notify(process_id)
+        self._changes.notify(_QUEUE)
+        return process_id
+
+    async def prune(self, older_than: timedelta | float) -> int:
+        """Delete terminal processes (and their output) that finished before ``older_than`` ago."""
+        self._check_open()
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise InvalidSpecError(f"older_than must be a timedelta >= 0, not {older_than!r}")
+        count = await self._store.prune(_clock.wall() - seconds)
+        log.info("pruned %d processes", count)
+        return count
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def _run_loop(self) -> None:
+        while True:
+            event = self._changes.event(_QUEUE)
+            if len(self._runs) < self.concurrency and not self._closing:
+                try:
+                    record = await self._store.claim_next(self.id, _clock.wall())
+                except StoreError:
+                    log.exception("manager %s could not claim a process", self.id)
+                    record = None
+                    await asyncio.sleep(self.poll_interval)
+                if record is not None:
+                    self._launch(record)
+                    continue
+            await self._changes.wait(event, _RECHECK)
+
+    def _launch(self, record: ProcessRecord) -> None:
+        loop = asyncio.get_running_loop()
+        run = _Run(Claim(record.id, self.id, record.attempts), loop.create_future())
+        self._runs[record.id] = run
+        run.task = loop.create_task(self._execute(run, record), name=f"aiobgproc-{record.id}")
+
+    async def _execute(self, run: _Run, record: ProcessRecord) -> None:
+        log.info("process %s running (attempt %d)", record.id, record.attempts)
+        runner = (
+            CommandRunner(self._context, record, run.stop, self._flushed)
+            if record.kind == "command"
+            else StepsRunner(self._context, record, run.stop, self._flushed, self._progressed)
+        )
+        try:
+            outcome = await runner.run()
+            if outcome.status in (Status.ERROR, Status.TIMEOUT) and self.error_log is not None:
+                await append_error_block(self.error_log, self._store, record.id, outcome.message)
+            log.info("process %s %s", record.id, outcome.status)
+        except Exception as exc:
+            log.exception("process %s: the manager failed while running it", record.id)
+            message = f"internal error in the manager: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                await self._store.finish(
+                    run.claim,
+                    Status.ERROR,
+                    _clock.wall(),
+                    error={"type": "InternalError", "message": message, "traceback": None},
+                )
+        finally:
+            self._runs.pop(record.id, None)
+            run.done.set()
+            self._changes.notify(record.id)
+            self._changes.notify(_QUEUE)
+
+    def _flushed(self, process_id: str) -> None:
+        self._changes.notify(process_id)
+
+    def _progressed(self, process_id: str) -> None:
+        self._changes.notify(process_id)
+
+    async def _watch(self) -> None:
+        """Notice what other OS processes change in the store: new work, cancels, finishes."""
+        last = None
+        while True:
+            if not self.runs_processes and self._changes.waiting == 0:
+                await asyncio.sleep(self.poll_interval)
+                last = None
+                continue
+            try:
+                counter = await self._store.change_counter()
+            except StoreError:
+                log.exception("manager %s could not poll the store", self.id)
+                counter = None
+            if counter is not None and counter != last:
+                if last is not None:
+                    self._changes.notify(None)
+                    await self._check_runs()
+                last = counter
+            await asyncio.sleep(self.poll_interval)
+
+    async def _check_runs(self) -> None:
+        """Stop runs whose process another OS process cancelled (or took over)."""
+        if not self._runs:
+            return
+        owned = await self._store.running_owned_by(self.id)
+        for process_id, run in list(self._runs.items()):
+            if process_id not in owned and not run.done.is_set():
+                run.request_stop("cancelled")

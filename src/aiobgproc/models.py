@@ -1,0 +1,210 @@
+"""What users describe (Command, Process, Step) and what they get back (ProcessInfo)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Where a process is in its life.
+
+    ``queued`` → ``running`` → (``interrupted`` → ``queued`` → ``running`` ...) →
+    one of the terminal states ``finished``, ``error``, ``cancelled``, ``timeout``.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    FINISHED = "finished"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES: frozenset[Status] = frozenset(
+    {Status.FINISHED, Status.ERROR, Status.CANCELLED, Status.TIMEOUT}
+)
+"""Statuses a process never leaves."""
+
+STOPPED_STATUSES: frozenset[Status] = TERMINAL_STATUSES | {Status.INTERRUPTED}
+"""Statuses at which ``wait_for`` returns: terminal, or paused for ``proceed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why a process failed: the exception type, its message, the traceback and the step."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+    step: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ErrorInfo:
+        return cls(
+            type=str(raw.get("type", "")),
+            message=str(raw.get("message", "")),
+            traceback=raw.get("traceback"),
+            step=raw.get("step"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A snapshot of one process, as stored. Frozen: ask ``Manager.info`` for a fresh one."""
+
+    id: str
+    kind: str
+    """``"command"`` or ``"process"``."""
+    status: Status
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    step: str | None = None
+    """Name of the current step (or the last one that ran)."""
+    steps_done: int = 0
+    steps_total: int = 0
+    progress: float | None = None
+    progress_message: str | None = None
+    exit_code: int | None = None
+    os_pid: int | None = None
+    """The executor's (or command's) OS process id, while it runs."""
+    attempts: int = 0
+    """How many times the process was started running (more than one after a recovery)."""
+    timeout: float | None = None
+    output_size: int = 0
+    """Bytes of output the process produced, including any beyond the stored cap."""
+    output_truncated: bool = False
+    """True when output beyond the manager's ``max_output_bytes`` was dropped."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ISO-8601 times, the status as a string."""
+        result: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, ErrorInfo):
+                value = value.to_dict()
+            elif isinstance(value, Status):
+                value = value.value
+            result[item.name] = value
+        return result
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Command:
+    """An operating-system command to run in the background.
+
+    ``argv`` is a sequence of strings, run without a shell. A plain string is only accepted
+    with ``shell=True`` (then it runs as ``/bin/sh -c STRING``). ``env`` adds to the inherited
+    environment. Checked by ``Manager.start``, which raises ``InvalidSpecError``.
+    """
+
+    argv: Any
+    cwd: str | None
+    env: Mapping[str, str] | None
+    shell: bool
+    timeout: float | None
+
+    def __init__(
+        self,
+        argv: Sequence[str] | str,
+        *,
+        cwd: str | Any | None = None,
+        env: Mapping[str, str] | None = None,
+        shell: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        # Kept as given: start() validates, so a bad spec fails there and nothing is stored.
+        object.__setattr__(self, "argv", argv if isinstance(argv, str) else _as_list(argv))
+        object.__setattr__(self, "cwd", cwd)
+        object.__setattr__(self, "env", env)
+        object.__setattr__(self, "shell", shell)
+        object.__setattr__(self, "timeout", timeout)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Step:
+    """One Python step: ``Step("package.module:name", *args, interrupt=False, **kwargs)``.
+
+    The target is a class (built with ``cls(*args, **kwargs)``, then ``execute(data)`` is
+    called) or a function (called as ``fn(data, *args, **kwargs)``); either may be async.
+    An importable callable may be given instead of a string: its import path is stored.
+    """
+
+    target: str | Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    interrupt: bool
+
+    def __init__(
+        self, target: str | Callable[..., Any], *args: Any, interrupt: bool = False, **kwargs: Any
+    ) -> None:
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "kwargs", dict(kwargs))
+        object.__setattr__(self, "interrupt", interrupt)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Process:
+    """Python steps run one after another in a separate executor process.
+
+    ``steps`` is a mapping of unique names to :class:`Step` (order kept) or a sequence of
+    steps (named ``"0"``, ``"1"``, ...). Each step's output is the next one's input.
+    """
+
+    steps: Any
+    timeout: float | None
+    cwd: str | Any | None
+    env: Mapping[str, str] | None
+
+    def __init__(
+        self,
+        steps: Mapping[str, Step] | Sequence[Step],
+        *,
+        timeout: float | None = None,
+        cwd: str | Any | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(steps, Mapping):
+            kept: Any = list(steps.items())
+        elif isinstance(steps, str | bytes):
+            kept = steps
+        else:
+            kept = [(str(index), step) for index, step in enumerate(_as_list(steps))]
+        object.__setattr__(self, "steps", kept)
+        object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "cwd", cwd)
+        object.__setattr__(self, "env", env)
+
+    @property
+    def step_names(self) -> list[str]:
+        return [name for name, _ in self.steps] if isinstance(self.steps, list) else []
+
+
+def _as_list(value: Any) -> Any:
+    """A list copy of an iterable, or the value itself when it is not one (start() rejects it)."""
+    try:
+        return list(value)
+    except TypeError:
+        return value

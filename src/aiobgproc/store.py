@@ -1,0 +1,204 @@
+"""The Store protocol: everything the manager needs from persistence, and nothing about SQL.
+
+A store keeps processes, their captured output and their step outputs. Every method that
+changes a process is a compare-and-set: it names the state it expects (status, owner,
+attempt) and reports whether the change happened, so two managers never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._clock import to_datetime
+from .models import ErrorInfo, ProcessInfo, Status
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    """One stored process, as the manager sees it (ProcessInfo plus what only we need)."""
+
+    id: str
+    kind: str
+    status: Status
+    spec: dict[str, Any]
+    input: dict[str, Any] | None
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+    step: str | None
+    step_index: int
+    steps_total: int
+    progress: float | None
+    progress_message: str | None
+    exit_code: int | None
+    os_pid: int | None
+    os_pid_started: float | None
+    owner: str | None
+    attempts: int
+    timeout: float | None
+    output_size: int
+    output_truncated: bool
+    cancel_requested: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    def to_info(self) -> ProcessInfo:
+        created = to_datetime(self.created_at)
+        assert created is not None
+        return ProcessInfo(
+            id=self.id,
+            kind=self.kind,
+            status=self.status,
+            created_at=created,
+            started_at=to_datetime(self.started_at),
+            finished_at=to_datetime(self.finished_at),
+            output=self.output,
+            error=ErrorInfo.from_dict(self.error) if self.error is not None else None,
+            step=self.step,
+            steps_done=self.step_index,
+            steps_total=self.steps_total,
+            progress=self.progress,
+            progress_message=self.progress_message,
+            exit_code=self.exit_code,
+            os_pid=self.os_pid if self.status is Status.RUNNING else None,
+            attempts=self.attempts,
+            timeout=self.timeout,
+            output_size=self.output_size,
+            output_truncated=self.output_truncated,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewProcess:
+    """What start() stores: a queued process, checked and serialised."""
+
+    id: str
+    kind: str
+    spec: dict[str, Any]
+    input: dict[str, Any]
+    timeout: float | None
+    steps_total: int
+    created_at: float
+
+    def spec_json(self) -> str:
+        return json.dumps(self.spec, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who runs a process: the manager id and the attempt number it claimed."""
+
+    process_id: str
+    owner: str
+    attempt: int
+
+
+class Store(Protocol):
+    """Persistence for processes. Implementations: SQLiteStore (and later PostgreSQL)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def insert(self, process: NewProcess) -> None: ...
+
+    async def get(self, process_id: str) -> ProcessRecord | None: ...
+
+    async def list_processes(
+        self, statuses: Sequence[Status] | None, limit: int
+    ) -> list[ProcessRecord]: ...
+
+    async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
+        """Move the oldest queued process to running for ``owner``; None when none is queued."""
+        ...
+
+    async def set_os_pid(self, claim: Claim, os_pid: int | None, started: float | None) -> bool: ...
+
+    async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool: ...
+
+    async def finish(
+        self,
+        claim: Claim,
+        status: Status,
+        now: float,
+        *,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        exit_code: int | None = None,
+    ) -> bool:
+        """Running (for this claim) → a terminal status. False if the claim was lost."""
+        ...
+
+    async def requeue(self, claim: Claim) -> bool:
+        """Running (for this claim) → queued at its current step, e.g. on a graceful stop."""
+        ...
+
+    async def release(self, claim: Claim) -> None:
+        """Forget the OS process of a claim that ended otherwise (cancelled, lost)."""
+        ...
+
+    async def start_step(self, claim: Claim, index: int, name: str) -> bool: ...
+
+    async def commit_step(
+        self,
+        claim: Claim,
+        index: int,
+        name: str,
+        output: dict[str, Any],
+        now: float,
+        *,
+        final: bool,
+    ) -> bool:
+        """Record step ``index``'s output once and move on (or finish, when ``final``)."""
+        ...
+
+    async def interrupt(
+        self, claim: Claim, index: int, name: str, output: dict[str, Any], now: float
+    ) -> bool:
+        """Record step ``index``'s output and pause the process with it as its output."""
+        ...
+
+    async def proceed(self, process_id: str, data: dict[str, Any], now: float) -> bool:
+        """Interrupted → queued (or finished, after the last step), merging ``data``."""
+        ...
+
+    async def step_outputs(self, process_id: str) -> list[tuple[int, str, int, dict[str, Any]]]:
+        """The committed step outputs: (index, name, attempt, output), in step order."""
+        ...
+
+    async def cancel(self, process_id: str, now: float) -> tuple[Status, ProcessRecord] | None:
+        """Queued, interrupted or running → cancelled. Returns the status it had, and the row."""
+        ...
+
+    async def append_output(
+        self, process_id: str, seq: int, data: bytes, output_size: int, truncated: bool
+    ) -> None: ...
+
+    async def read_output(
+        self, process_id: str, after_seq: int = -1
+    ) -> list[tuple[int, bytes]]: ...
+
+    async def last_output_seq(self, process_id: str) -> int: ...
+
+    async def prune(self, finished_before: float) -> int: ...
+
+    async def running_owned_by(self, owner: str) -> set[str]: ...
+
+    async def change_counter(self) -> int:
+        """A number that changes whenever another connection commits a change."""
+        ...
+
+    async def register_manager(self, manager_id: str, os_pid: int, now: float) -> None: ...
+
+    async def unregister_manager(self, manager_id: str) -> None: ...
+
+    async def check(self) -> list[str]:
+        """Problems found by an integrity check (empty when the store is sound)."""
+        ...
+
+
+def ids_of(records: Iterable[ProcessRecord]) -> list[str]:
+    return [record.id for record in records]

@@ -1,0 +1,82 @@
+"""Shared fixtures: a manager on a fresh store, and a guard against leaked OS processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from aiobgproc import Manager
+
+TAG = "AIOBGPROC_PROCESS_ID"
+
+
+def _leftovers(baseline: set[int]) -> list[psutil.Process]:
+    """Our descendants (alive or zombie) that were not there before the test, plus any
+    process still carrying an aiobgproc tag."""
+    me = psutil.Process()
+    found: dict[int, psutil.Process] = {}
+    for child in me.children(recursive=True):
+        if child.pid not in baseline:
+            found[child.pid] = child
+    for proc in psutil.process_iter():
+        if proc.pid in found or proc.pid == me.pid:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue  # orphans reparented to PID 1 (which does not reap here)
+            if proc.environ().get(TAG):
+                found[proc.pid] = proc
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
+def _describe(procs: list[psutil.Process]) -> str:
+    lines = []
+    for proc in procs:
+        try:
+            lines.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:120]}")
+        except psutil.Error:
+            lines.append(f"{proc.pid} (gone)")
+    return "\n".join(lines)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    """Fail any test that leaves a child process, a zombie or a tagged process behind."""
+    baseline = {child.pid for child in psutil.Process().children(recursive=True)}
+    yield
+    deadline = time.monotonic() + 5.0
+    left = _leftovers(baseline)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = _leftovers(baseline)
+    if left:
+        report = _describe(left)
+        for proc in left:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        for proc in left:  # reap our own zombies so the next test starts clean
+            try:
+                os.waitpid(proc.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        pytest.fail(f"test left processes behind:\n{report}")
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.db"
+
+
+@pytest.fixture
+async def manager(store_path: Path) -> AsyncIterator[Manager]:
+    async with Manager(store_path, concurrency=4) as opened:
+        yield opened

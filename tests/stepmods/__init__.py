@@ -1,0 +1,1 @@
+"""Step modules the tests run in real executors."""
