@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,6 +52,12 @@ class Outcome:
     status: Status | None
     """What was recorded (None when nothing was: the claim was lost, or requeued)."""
     message: str | None = None
+
+
+def executor_argv(python: str | None, fd: int) -> list[str]:
+    """The executor's command line: -I -S skip PYTHON* variables, site and .pth hooks (the
+    manager's sys.path is sent with the job), which halves its start-up."""
+    return [python or sys.executable, "-I", "-S", "-c", _EXECUTOR_BOOT, _PACKAGE_ROOT, str(fd)]
 
 
 def describe_exit(returncode: int) -> str:
@@ -137,6 +144,9 @@ class _Runner:
 
     async def _end_child(self, child: _spawn.Child, *, exited: bool) -> int | None:
         """Stop the child's tree (gracefully unless it already exited), close its pipe."""
+        if exited and child.process.returncode is None:
+            # It said its last word; give it the grace period to exit on its own.
+            exited = await _spawn.wait_exit(child, self.context.grace_period) is not None
         if exited:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(child.reader.closed), _DRAIN_TIMEOUT)
@@ -247,16 +257,29 @@ class StepsRunner(_Runner):
         self._step: str | None = record.step
         self._pending_progress: tuple[float, str | None] | None = None
         self._progress_at = 0.0
-        self._final: Outcome | None = None
+        self._ending: Callable[[], Awaitable[Outcome]] | None = None
 
     async def _on_closing(self) -> Outcome:
         # Steps resume: back to the queue at the first step without committed output.
         await self.store.requeue(self.claim)
         return Outcome(None)
 
+    async def _pause(self, index: int, name: str, output: dict[str, Any]) -> Outcome:
+        recorded = await self.store.interrupt(self.claim, index, name, output, _clock.wall())
+        return Outcome(Status.INTERRUPTED if recorded else None)
+
+    async def _commit_last(self, index: int, name: str, output: dict[str, Any]) -> Outcome:
+        recorded = await self.store.commit_step(
+            self.claim, index, name, output, _clock.wall(), final=True
+        )
+        return Outcome(Status.FINISHED) if recorded else await self._lost()
+
+    async def _lost(self) -> Outcome:
+        await self.store.release(self.claim)
+        return Outcome(None)
+
     def _argv(self, fd: int) -> list[str]:
-        python = self.context.python or sys.executable
-        return [python, "-I", "-c", _EXECUTOR_BOOT, _PACKAGE_ROOT, str(fd)]
+        return executor_argv(self.context.python, fd)
 
     def _job(self) -> dict[str, Any]:
         return {
@@ -304,11 +327,11 @@ class StepsRunner(_Runner):
             await asyncio.shield(recorder.close())
             writer.close()
             raise
-        returncode = await _ended(self, child, exited or self._final is not None)
+        returncode = await _ended(self, child, exited or self._ending is not None)
         writer.close()
         await recorder.close()
-        if self._final is not None:
-            return self._final
+        if self._ending is not None:
+            return await self._ending()
         if self.stop.done():
             return await self._stopped(self.stop.result())
         if not exited and child.process.returncode is None:
@@ -336,7 +359,7 @@ class StepsRunner(_Runner):
             _read_frame(reader)
         )
         try:
-            while self._final is None:
+            while self._ending is None:
                 timeout = self._remaining()
                 if self._pending_progress is not None:
                     timeout = (
@@ -364,7 +387,7 @@ class StepsRunner(_Runner):
                     return False
                 if exit_task in done:
                     # Frames written just before exiting are still in the socket: read them.
-                    while self._final is None:
+                    while self._ending is None:
                         try:
                             frame = await asyncio.wait_for(frame_task, 1.0)
                         except TimeoutError:
@@ -408,9 +431,8 @@ class StepsRunner(_Runner):
         if kind == "error":
             _, index, name, error_type, message, tb = frame
             text = f"step {name!r} failed: {error_type}: {message}"
-            self._final = await self._finish(
-                Status.ERROR, text, error=_error(error_type, message, name, tb)
-            )
+            error = _error(error_type, message, name, tb)
+            self._ending = lambda: self._finish(Status.ERROR, text, error=error)
             return
         if kind in ("done", "interrupt"):
             _, index, name, payload = frame
@@ -418,33 +440,37 @@ class StepsRunner(_Runner):
                 output = marshal.loads(payload)
                 json.dumps(output, allow_nan=False)
             except (ValueError, TypeError) as exc:
-                message = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
-                self._final = await self._finish(
-                    Status.ERROR, message, error=_error("StepOutputError", message, name)
-                )
+                text = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
+                error = _error("StepOutputError", text, name)
+                self._ending = lambda: self._finish(Status.ERROR, text, error=error)
+                await _send(writer, ("exit",))
                 return
             await self._flush_progress(force=True)
             if kind == "interrupt":
-                recorded = await self.store.interrupt(
-                    self.claim, index, name, output, _clock.wall()
-                )
-                self._final = Outcome(Status.INTERRUPTED if recorded else None)
+                self._ending = lambda: self._pause(index, name, output)
                 return
-            last = index + 1 >= len(self.record.spec["steps"])
+            if index + 1 >= len(self.record.spec["steps"]):
+                # Recorded once the executor is gone and its output is all stored, so
+                # whoever sees "finished" also sees the complete output log.
+                self._ending = lambda: self._commit_last(index, name, output)
+                await _send(writer, ("exit",))
+                return
             recorded = await self.store.commit_step(
-                self.claim, index, name, output, _clock.wall(), final=last
+                self.claim, index, name, output, _clock.wall(), final=False
             )
             if not recorded:
-                await self.store.release(self.claim)
-                self._final = Outcome(None)
+                self._ending = self._lost
+                await _send(writer, ("exit",))
                 return
             self._on_change(self.record.id)
-            if last:
-                self._final = Outcome(Status.FINISHED)
-            writer.write(_protocol.encode(("exit",) if last else ("ack",)))
-            await writer.drain()
+            await _send(writer, ("ack",))
             return
         log.warning("process %s: unknown executor frame %r", self.record.id, kind)
+
+
+async def _send(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:
+    writer.write(_protocol.encode(message))
+    await writer.drain()
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:

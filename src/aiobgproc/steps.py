@@ -7,8 +7,11 @@ of import time is a millisecond of latency per process.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _progress_sink: Callable[[float, str | None], None] | None = None
 
