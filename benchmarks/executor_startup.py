@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,12 @@ async def main(runs: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     bare = [sys.executable, "-I", "-S", "-c", "pass"]
     heavy = [sys.executable, "-I", "-S", "-c", "import asyncio, json, sqlite3"]
-    for name, make in (
+    cases: list[tuple[str, Callable[[], Awaitable[float]]]] = [
         ("python_pass", lambda: spawn_and_wait(bare)),
         ("python_asyncio_json_sqlite3", lambda: spawn_and_wait(heavy)),
         ("executor_one_step", executor_once),
-    ):
+    ]
+    for name, make in cases:
         await make()  # warm the page cache
         results[name] = summary([await make() for _ in range(runs)])
     with tempfile.TemporaryDirectory() as directory:

@@ -17,11 +17,11 @@ import marshal
 import os
 import sys
 
+from . import _protocol, steps
+
 TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:
     from typing import Any
-
-from . import _protocol, steps
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
