@@ -6,10 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from . import _spec
+from ._stepcall import StepFailed, await_it, invoke, resolve, step_output
 from .errors import InvalidStateError
-from .executor import StepFailed, resolve, step_output
 from .models import Process, Step
-from .steps import InterruptingStep
 
 OnInterrupt = Literal["raise", "continue"]
 
@@ -33,11 +32,7 @@ def _steps(steps: Process | Mapping[str, Step] | Sequence[Step]) -> list[dict[st
 
 
 def _call(spec: dict[str, Any], data: dict[str, Any]) -> tuple[Any, bool]:
-    target = resolve(spec["target"])
-    if isinstance(target, type):
-        instance = target(*spec["args"], **spec["kwargs"])
-        return instance.execute(data), isinstance(instance, InterruptingStep)
-    return target(data, *spec["args"], **spec["kwargs"]), False
+    return invoke(resolve(spec["target"]), spec["args"], spec["kwargs"], data)
 
 
 def _after_step(
@@ -73,10 +68,7 @@ def execute_steps(
         if hasattr(result, "__await__"):
             import asyncio
 
-            async def _await(awaitable: Any = result) -> Any:
-                return await awaitable
-
-            result = asyncio.run(_await())
+            result = asyncio.run(await_it(result))
         current = _after_step(spec, result, interrupting, on_interrupt)
     return current
 
