@@ -25,6 +25,8 @@ LAYER = {
     "_spawn": 1,
     "_output": 1,
     "_changes": 1,
+    "_host": 1,
+    "_guard": 1,
     "_location": 2,
     "_errorlog": 2,
     "executor": 3,

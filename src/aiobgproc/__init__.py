@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         InvalidSpecError,
         InvalidStateError,
         ProcessNotFoundError,
+        StepOutputError,
         StoreError,
         WaitTimeoutError,
     )
@@ -56,6 +57,7 @@ _WHERE = {
     "ProcessNotFoundError": "errors",
     "Status": "models",
     "Step": "models",
+    "StepOutputError": "errors",
     "StoreError": "errors",
     "TERMINAL_STATUSES": "models",
     "WaitTimeoutError": "errors",
@@ -78,6 +80,7 @@ __all__ = [
     "ProcessNotFoundError",
     "Status",
     "Step",
+    "StepOutputError",
     "StoreError",
     "TERMINAL_STATUSES",
     "WaitTimeoutError",

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from . import _clock, _protocol, _spawn
 from ._output import OutputRecorder
 from .models import Status
-from .store import Claim, ProcessRecord, Store
+from .store import ProcessRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def _error(
 
 
 class _Runner:
+    sweep_tagged_on_exit = False
     def __init__(
         self,
         context: RunContext,
@@ -87,7 +88,7 @@ class _Runner:
         self.context = context
         self.store = context.store
         self.record = record
-        self.claim = Claim(record.id, context.manager_id, record.attempts)
+        self.claim = record.claim(context.manager_id)
         self.stop = stop
         self._on_change = on_change
         self.deadline = None if record.timeout is None else _clock.monotonic() + record.timeout
@@ -150,10 +151,14 @@ class _Runner:
         if exited:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(child.reader.closed), _DRAIN_TIMEOUT)
-            if _group_exists(child.os_pid):
-                # Whatever the child left running in its session goes with it.
+            if self.sweep_tagged_on_exit or _group_exists(child.os_pid):
+                # Whatever the child left running in its session goes with it (and, for
+                # steps, whatever escaped the session but carries the process's tag).
                 await _spawn.terminate_tree(
-                    child.os_pid, child.started, grace=self.context.grace_period
+                    child.os_pid,
+                    child.started,
+                    grace=self.context.grace_period,
+                    tag=self.record.id if self.sweep_tagged_on_exit else None,
                 )
         else:
             await _spawn.terminate_tree(
@@ -243,6 +248,8 @@ async def _ended(runner: _Runner, child: _spawn.Child, exited: bool) -> int | No
 
 class StepsRunner(_Runner):
     """Runs a process's steps in an executor child, committing each step's output."""
+
+    sweep_tagged_on_exit = True
 
     def __init__(
         self,

@@ -4,18 +4,14 @@ execute_steps/run_steps. Lean on purpose (see executor.py)."""
 from __future__ import annotations
 
 import importlib
+import math
 
 from . import steps
+from .errors import StepOutputError
 
 TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:
     from typing import Any
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-class StepFailed(Exception):
-    """A step's result cannot be used (not a dict, not serialisable)."""
 
 
 def resolve(path: str) -> Any:
@@ -53,27 +49,40 @@ def call_step(
     return result, interrupting
 
 
-def _bad_type(value: Any, depth: int = 0) -> str | None:
-    """The name of the first type in ``value`` that JSON cannot carry, if any."""
+def to_plain(value: Any, where: str, depth: int = 0) -> Any:
+    """A copy of ``value`` made of exact JSON types (dict, list, str, int, float, bool, None).
+
+    Subclasses JSON accepts (OrderedDict, a str or int enum, a tuple) become their plain
+    form, as ``json.loads(json.dumps(value))`` would make them, without importing json.
+    Raises StepOutputError naming where the first unacceptable value is.
+    """
+    if value is None or value is True or value is False:
+        return value
     if depth > 500:
-        return "a structure nested more than 500 levels deep"
-    if isinstance(value, _JSON_SCALARS):
-        return None
+        raise StepOutputError(f"{where} is nested more than 500 levels deep")
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        number = float.__float__(value)
+        if math.isnan(number) or math.isinf(number):
+            raise StepOutputError(f"{where} is the float {number!r}, which JSON cannot carry")
+        return number
     if isinstance(value, dict):
+        plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                return f"{type(key).__name__} (as a dict key)"
-            found = _bad_type(item, depth + 1)
-            if found:
-                return found
-        return None
+                raise StepOutputError(
+                    f"{where} has a key of type {type(key).__name__}; keys must be strings"
+                )
+            plain[str.__str__(key)] = to_plain(item, f"{where}[{key!r}]", depth + 1)
+        return plain
     if isinstance(value, list | tuple):
-        for item in value:
-            found = _bad_type(item, depth + 1)
-            if found:
-                return found
-        return None
-    return type(value).__name__
+        return [to_plain(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value)]
+    raise StepOutputError(f"{where} is a {type(value).__name__}, which JSON cannot carry")
 
 
 def step_output(name: str, result: Any) -> tuple[dict[str, Any], bool]:
@@ -84,11 +93,13 @@ def step_output(name: str, result: Any) -> tuple[dict[str, Any], bool]:
     if result is None:
         return {}, interrupt
     if not isinstance(result, dict):
-        raise StepFailed(
+        raise StepOutputError(
             f"step {name!r} returned {type(result).__name__}, but a step must return a dict"
             " (or None)"
         )
-    bad = _bad_type(result)
-    if bad is not None:
-        raise StepFailed(f"step {name!r} returned a value that is not JSON-serialisable: {bad}")
-    return result, interrupt
+    try:
+        return to_plain(result, "the output"), interrupt
+    except StepOutputError as exc:
+        raise StepOutputError(
+            f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
+        ) from None

@@ -8,6 +8,9 @@ Every error derives from :class:`AiobgprocError`, so one ``except`` catches them
     ├── InvalidSpecError       (also ValueError)   bad argv, step target, timeout or data;
     │                                              raised by start() before anything is stored
     ├── StoreError                                 the store cannot be opened, read or written
+    ├── StepOutputError     (also TypeError, ValueError) a step returned what JSON cannot carry
+    │                                              (raised by execute_steps/run_steps; in a
+    │                                              manager it makes the process ``error``)
     └── WaitTimeoutError       (also TimeoutError) wait_for() ran out of time
 
 A step that fails never raises in the caller: the process becomes ``error`` and
@@ -39,6 +42,10 @@ class InvalidSpecError(AiobgprocError, ValueError):
 
 class StoreError(AiobgprocError):
     """The store cannot be opened, read or written."""
+
+
+class StepOutputError(AiobgprocError, TypeError, ValueError):
+    """A step returned something other than a JSON-serialisable dict (or None)."""
 
 
 class WaitTimeoutError(AiobgprocError, TimeoutError):

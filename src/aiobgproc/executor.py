@@ -17,7 +17,8 @@ import os
 import sys
 
 from . import _protocol, steps
-from ._stepcall import StepFailed, call_step, resolve, step_output
+from ._stepcall import call_step, resolve, step_output
+from .errors import StepOutputError
 
 TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _report_error(channel: _Channel, index: int, name: str, exc: BaseException) 
     import traceback  # only on failure
 
     text = "".join(traceback.format_exception(exc))
-    if isinstance(exc, StepFailed):
+    if isinstance(exc, StepOutputError):
         kind, message = "StepOutputError", str(exc)
     else:
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from . import _spec
-from ._stepcall import StepFailed, await_it, invoke, resolve, step_output
+from ._stepcall import await_it, invoke, resolve, step_output
 from .errors import InvalidStateError
 from .models import Process, Step
 
@@ -38,11 +38,7 @@ def _call(spec: dict[str, Any], data: dict[str, Any]) -> tuple[Any, bool]:
 def _after_step(
     spec: dict[str, Any], result: Any, interrupting: bool, on_interrupt: OnInterrupt
 ) -> dict[str, Any]:
-    try:
-        output, interrupt = step_output(spec["name"], result)
-    except StepFailed as exc:
-        raise TypeError(str(exc)) from None
-    _spec.dump_json(output, f"the output of step {spec['name']!r}")
+    output, interrupt = step_output(spec["name"], result)
     if (interrupt or interrupting or spec["interrupt"]) and on_interrupt == "raise":
         raise ProcessInterruptedError(spec["name"], output)
     return output
@@ -56,9 +52,11 @@ def execute_steps(
 ) -> dict[str, Any]:
     """Run the steps one after another in this process and return the last one's output.
 
-    A step that raises propagates its exception. At a step that interrupts, the default
-    raises ProcessInterruptedError (an InvalidStateError carrying ``step`` and ``output``);
-    ``on_interrupt="continue"`` goes straight on to the next step, as if proceeded with no
+    A step that raises propagates its exception; a step that returns something JSON
+    cannot carry raises StepOutputError (a TypeError and a ValueError). At a step that
+    interrupts, the default raises ProcessInterruptedError (an InvalidStateError carrying
+    ``step`` and ``output``); ``on_interrupt="continue"`` goes straight on to the next
+    step, as if proceeded with no
     data. Async steps are run with ``asyncio.run`` (so not from inside a running loop:
     use ``run_steps`` there).
     """

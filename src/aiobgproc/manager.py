@@ -387,7 +387,7 @@ class Manager:
 
     def _launch(self, record: ProcessRecord) -> None:
         loop = asyncio.get_running_loop()
-        run = _Run(Claim(record.id, self.id, record.attempts), loop.create_future())
+        run = _Run(record.claim(self.id), loop.create_future())
         self._runs[record.id] = run
         run.task = loop.create_task(self._execute(run, record), name=f"aiobgproc-{record.id}")
 

@@ -53,6 +53,8 @@ CREATE TABLE processes (
     output_size INTEGER NOT NULL DEFAULT 0,
     output_truncated INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    claim_token INTEGER NOT NULL DEFAULT 0,
+    continuing INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL
@@ -92,9 +94,10 @@ _MIGRATIONS: Final[tuple[str, ...]] = (_SCHEMA_V1,)
 _COLUMNS: Final = (
     "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
     "progress_message, exit_code, os_pid, os_pid_started, owner, attempts, timeout, "
-    "output_size, output_truncated, cancel_requested, created_at, started_at, finished_at"
+    "output_size, output_truncated, cancel_requested, claim_token, created_at, started_at,"
+    " finished_at"
 )
-_CLAIMED: Final = "id = ? AND status = 'running' AND owner = ? AND attempts = ?"
+_CLAIMED: Final = "id = ? AND status = 'running' AND owner = ? AND claim_token = ?"
 _ACTIVE: Final = ("queued", "running", "interrupted")
 
 
@@ -103,7 +106,7 @@ class _Rollback(Exception):
 
 
 def _claim_params(claim: Claim) -> tuple[str, str, int]:
-    return (claim.process_id, claim.owner, claim.attempt)
+    return (claim.process_id, claim.owner, claim.token)
 
 
 def _loads(text: str | None) -> Any:
@@ -137,9 +140,10 @@ def _record(row: sqlite3.Row | tuple[Any, ...]) -> ProcessRecord:
         output_size=row[18],
         output_truncated=bool(row[19]),
         cancel_requested=bool(row[20]),
-        created_at=row[21],
-        started_at=row[22],
-        finished_at=row[23],
+        claim_token=row[21],
+        created_at=row[22],
+        started_at=row[23],
+        finished_at=row[24],
     )
 
 
@@ -364,7 +368,8 @@ class SQLiteStore:
         async with self._write() as db:
             row = await self._fetch_one(
                 db,
-                "UPDATE processes SET status = 'running', owner = ?, attempts = attempts + 1,"
+                "UPDATE processes SET status = 'running', owner = ?, claim_token = claim_token + 1,"
+                " attempts = attempts + 1 - continuing, continuing = 0,"
                 " started_at = coalesce(started_at, ?), os_pid = NULL, os_pid_started = NULL"
                 " WHERE id = (SELECT id FROM processes WHERE status = 'queued'"
                 " ORDER BY created_at, id LIMIT 1) AND status = 'queued'"
@@ -377,7 +382,7 @@ class SQLiteStore:
         async with self._write() as db:
             cursor = await db.execute(
                 f"UPDATE processes SET os_pid = ?, os_pid_started = ? WHERE {_CLAIMED}",
-                (os_pid, started, claim.process_id, claim.owner, claim.attempt),
+                (os_pid, started, *_claim_params(claim)),
             )
             return cursor.rowcount == 1
 
@@ -385,7 +390,7 @@ class SQLiteStore:
         async with self._write() as db:
             cursor = await db.execute(
                 f"UPDATE processes SET progress = ?, progress_message = ? WHERE {_CLAIMED}",
-                (progress, message, claim.process_id, claim.owner, claim.attempt),
+                (progress, message, *_claim_params(claim)),
             )
             return cursor.rowcount == 1
 
@@ -410,9 +415,7 @@ class SQLiteStore:
                     _dumps(error),
                     exit_code,
                     now,
-                    claim.process_id,
-                    claim.owner,
-                    claim.attempt,
+                    *_claim_params(claim),
                 ),
             )
             return cursor.rowcount == 1
@@ -422,7 +425,7 @@ class SQLiteStore:
             cursor = await db.execute(
                 "UPDATE processes SET status = 'queued', owner = NULL, os_pid = NULL,"
                 f" os_pid_started = NULL WHERE {_CLAIMED}",
-                (claim.process_id, claim.owner, claim.attempt),
+                _claim_params(claim),
             )
             return cursor.rowcount == 1
 
@@ -431,8 +434,8 @@ class SQLiteStore:
         async with self._write() as db:
             await db.execute(
                 "UPDATE processes SET os_pid = NULL, os_pid_started = NULL"
-                " WHERE id = ? AND owner = ? AND attempts = ?",
-                (claim.process_id, claim.owner, claim.attempt),
+                " WHERE id = ? AND owner = ? AND claim_token = ?",
+                _claim_params(claim),
             )
 
     async def start_step(self, claim: Claim, index: int, name: str) -> bool:
@@ -440,7 +443,7 @@ class SQLiteStore:
             cursor = await db.execute(
                 "UPDATE processes SET step = ?, step_index = ?, progress = NULL,"
                 f" progress_message = NULL WHERE {_CLAIMED}",
-                (name, index, claim.process_id, claim.owner, claim.attempt),
+                (name, index, *_claim_params(claim)),
             )
             return cursor.rowcount == 1
 
@@ -525,8 +528,8 @@ class SQLiteStore:
                 )
             else:
                 await db.execute(
-                    "UPDATE processes SET status = 'queued', input = ?, output = NULL"
-                    " WHERE id = ? AND status = 'interrupted'",
+                    "UPDATE processes SET status = 'queued', input = ?, output = NULL,"
+                    " continuing = 1 WHERE id = ? AND status = 'interrupted'",
                     (merged, process_id),
                 )
             return True

@@ -41,9 +41,13 @@ class ProcessRecord:
     output_size: int
     output_truncated: bool
     cancel_requested: bool
+    claim_token: int
     created_at: float
     started_at: float | None
     finished_at: float | None
+
+    def claim(self, owner: str) -> Claim:
+        return Claim(self.id, owner, self.claim_token, self.attempts)
 
     def to_info(self) -> ProcessInfo:
         created = to_datetime(self.created_at)
@@ -89,10 +93,12 @@ class NewProcess:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Who runs a process: the manager id and the attempt number it claimed."""
+    """Who runs a process: the manager, and the claim's fencing token (a counter bumped by
+    every claim, so a manager that lost a process can never write over its new owner)."""
 
     process_id: str
     owner: str
+    token: int
     attempt: int
 
 

@@ -1,0 +1,118 @@
+"""The guard: a small watchdog process that kills a manager's children if the manager dies.
+
+Each manager starts one guard (``python -I -S -m``-style, in its own session) and keeps the
+write end of its stdin. It tells the guard about every child it spawns ("watch") and every
+child that is gone ("forget"). When the manager dies, even by SIGKILL, the kernel closes that
+pipe; the guard reads EOF and terminates the sessions and tagged descendants of every child
+still watched (SIGTERM, then SIGKILL one second later), then exits. A manager that closes
+normally has forgotten all its children first, so the guard exits quietly.
+
+Run as a child of the manager only: ``python -I -S -c <boot> <package root>``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_TERM_WAIT = 1.0
+
+
+def _session_members(sid: int, started: float) -> list[Any]:
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid and proc.create_time() >= started - 0.01:
+                members.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return members
+
+
+def _tagged(tags: set[str]) -> list[Any]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("AIOBGPROC_PROCESS_ID") in tags:
+                found.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+def _alive(procs: list[Any]) -> list[Any]:
+    import psutil
+
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def kill_all(watched: dict[int, tuple[float, str]]) -> None:
+    """SIGTERM every process of every watched child, SIGKILL what is left after a second."""
+    import psutil
+
+    def collect() -> list[Any]:
+        procs: dict[int, Any] = {}
+        for os_pid, (started, _) in watched.items():
+            for proc in _session_members(os_pid, started):
+                procs[proc.pid] = proc
+        for proc in _tagged({tag for _, tag in watched.values()}):
+            procs[proc.pid] = proc
+        procs.pop(os.getpid(), None)
+        return list(procs.values())
+
+    procs = collect()
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    deadline = time.monotonic() + _TERM_WAIT
+    while _alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for proc in _alive(procs) + _alive(collect()):
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            pass
+
+
+def main() -> int:
+    # Our own session: a Ctrl-C or a kill of the manager's process group must not take the
+    # guard down before it has done its job.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    watched: dict[int, tuple[float, str]] = {}
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "watch" and len(parts) == 4:
+            watched[int(parts[1])] = (float(parts[2]), parts[3])
+        elif parts[0] == "forget" and len(parts) == 2:
+            watched.pop(int(parts[1]), None)
+        elif parts[0] == "exit":
+            return 0
+    if watched:
+        kill_all(watched)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Who and where we are: the host, its boot, a clock that wall-clock jumps do not move.
+
+Leases between managers on one host are measured on CLOCK_BOOTTIME (it counts time since
+boot, suspend included, and is never stepped by NTP), qualified by the boot id so a value
+from before a reboot is never compared with one after it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import psutil
+
+
+@cache
+def hostname() -> str:
+    return socket.gethostname()
+
+
+@cache
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return f"boot-{psutil.boot_time():.0f}"
+
+
+def boottime() -> float:
+    """Seconds since boot on a clock that is never stepped (CLOCK_BOOTTIME)."""
+    clock = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+    return time.clock_gettime(clock)
+
+
+def process_started(os_pid: int) -> float | None:
+    """The OS create time of a process, or None if it does not exist."""
+    try:
+        return psutil.Process(os_pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def is_running(os_pid: int | None, started: float | None) -> bool:
+    """Whether the process ``os_pid`` created at ``started`` still runs (pid reuse checked)."""
+    if os_pid is None or started is None:
+        return False
+    try:
+        proc = psutil.Process(os_pid)
+        if abs(proc.create_time() - started) > 0.01:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a manager records about itself so that others can tell whether it lives."""
+
+    manager_id: str
+    hostname: str
+    boot_id: str
+    os_pid: int
+    os_pid_started: float | None
+
+    @classmethod
+    def here(cls, manager_id: str) -> Identity:
+        pid = os.getpid()
+        return cls(manager_id, hostname(), boot_id(), pid, process_started(pid))
