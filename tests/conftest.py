@@ -13,6 +13,10 @@ import pytest
 from aiobgproc import Manager
 
 TAG = "AIOBGPROC_PROCESS_ID"
+# Inherited by every child of this test run, so the leak guard only blames processes that
+# this run started (another run may be going on at the same time on this machine).
+RUN_MARK = "AIOBGPROC_TEST_RUN"
+os.environ[RUN_MARK] = str(os.getpid())
 
 
 def _leftovers(baseline: set[int]) -> list[psutil.Process]:
@@ -29,7 +33,8 @@ def _leftovers(baseline: set[int]) -> list[psutil.Process]:
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue  # orphans reparented to PID 1 (which does not reap here)
-            if proc.environ().get(TAG):
+            environ = proc.environ()
+            if environ.get(TAG) and environ.get(RUN_MARK) == os.environ[RUN_MARK]:
                 found[proc.pid] = proc
         except psutil.Error:
             continue

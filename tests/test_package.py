@@ -25,6 +25,7 @@ LAYER = {
     "_spawn": 1,
     "_output": 1,
     "_changes": 1,
+    "_recovery": 2,
     "_host": 1,
     "_guard": 1,
     "_location": 2,
@@ -34,6 +35,8 @@ LAYER = {
     "sqlite_store": 3,
     "_runner": 3,
     "manager": 4,
+    "cli": 5,
+    "__main__": 6,
 }
 
 

@@ -45,6 +45,7 @@ class RunContext:
     grace_period: float
     max_output_bytes: int | None
     python: str | None = None
+    guard: _spawn.Guard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ def _error(
 
 class _Runner:
     sweep_tagged_on_exit = False
+
     def __init__(
         self,
         context: RunContext,
@@ -171,6 +173,8 @@ class _Runner:
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
             log.error("process %s: os pid %d did not exit", self.record.id, child.os_pid)
         child.reader.close()
+        if self.context.guard is not None:
+            self.context.guard.forget(child.os_pid)
         return returncode
 
 
@@ -207,6 +211,8 @@ class CommandRunner(_Runner):
                 Status.ERROR, message, error=_error(type(exc).__name__, message)
             )
         recorder.on_drain = child.reader.resume
+        if self.context.guard is not None:
+            self.context.guard.watch(child.os_pid, child.started, self.record.id)
         try:
             if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
                 self.stop.set_result("lost") if not self.stop.done() else None
@@ -319,6 +325,8 @@ class StepsRunner(_Runner):
         finally:
             theirs.close()  # the child has its own copy
         recorder.on_drain = child.reader.resume
+        if self.context.guard is not None:
+            self.context.guard.watch(child.os_pid, child.started, self.record.id)
         reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
         exited = False
         try:

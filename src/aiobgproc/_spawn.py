@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -149,13 +150,17 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def find_tree(
-    os_pid: int, started: float | None, tag: str | None = None, *, scan_environ: bool = True
+    os_pid: int | None, started: float | None, tag: str | None = None, *, scan_environ: bool = True
 ) -> list[psutil.Process]:
     """Every live process that belongs to the tree of ``os_pid`` (its session, its
     descendants, and processes carrying ``tag`` in their environment)."""
     found: dict[int, psutil.Process] = {}
     me = os.getpid()
+    if os_pid is None or started is None:
+        os_pid, started = None, None
     try:
+        if os_pid is None:
+            raise psutil.NoSuchProcess(0)
         leader = psutil.Process(os_pid)
         if _same_process(leader, started):
             found[leader.pid] = leader
@@ -164,7 +169,7 @@ def find_tree(
                     found[child.pid] = child
     except psutil.Error:
         pass
-    if started is not None:
+    if os_pid is not None and started is not None:
         # Members of the session outlive the leader; a session id is never reused while a
         # member lives, and members were all created after the leader.
         for proc in psutil.process_iter():
@@ -206,7 +211,7 @@ async def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[ps
 
 
 async def terminate_tree(
-    os_pid: int, started: float | None, *, grace: float, tag: str | None = None
+    os_pid: int | None, started: float | None, *, grace: float, tag: str | None = None
 ) -> int:
     """SIGTERM the whole tree, wait up to ``grace`` seconds, SIGKILL what is left.
 
@@ -228,7 +233,7 @@ async def terminate_tree(
     return len(stubborn)
 
 
-async def kill_tree(os_pid: int, started: float | None, *, tag: str | None = None) -> None:
+async def kill_tree(os_pid: int | None, started: float | None, *, tag: str | None = None) -> None:
     """SIGKILL the whole tree at once (no grace): for leftovers nobody waits for."""
     procs = await asyncio.to_thread(find_tree, os_pid, started, tag)
     _signal_all(procs, signal.SIGKILL)
@@ -248,3 +253,63 @@ async def reap(child: Child, grace: float, tag: str | None) -> int | None:
     if child.process.returncode is None:
         await terminate_tree(child.os_pid, child.started, grace=grace, tag=tag)
     return await wait_exit(child, 5.0)
+
+
+_GUARD_BOOT = (
+    "import sys;sys.path[:0]=[p for p in sys.argv[1:] if p];"
+    "from aiobgproc._guard import main;sys.exit(main())"
+)
+
+
+class Guard:
+    """The manager's side of its guard process (see _guard.py): tells it which children to
+    kill should the manager die."""
+
+    def __init__(self, python: str | None = None) -> None:
+        self._python = python or sys.executable
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            self._python,
+            "-I",
+            "-S",
+            "-c",
+            _GUARD_BOOT,
+            *sys.path,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def os_pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def _send(self, line: str) -> None:
+        process = self._process
+        if process is None or process.returncode is not None or process.stdin is None:
+            return
+        if process.stdin.is_closing():
+            return
+        process.stdin.write(line.encode())
+
+    def watch(self, os_pid: int, started: float | None, tag: str) -> None:
+        if started is not None:
+            self._send(f"watch {os_pid} {started!r} {tag}\n")
+
+    def forget(self, os_pid: int) -> None:
+        self._send(f"forget {os_pid}\n")
+
+    async def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 5.0)
+        except TimeoutError:
+            process.kill()
+            await asyncio.wait_for(process.wait(), 5.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import uuid
@@ -13,10 +14,11 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
-from . import _clock, _spawn, _spec
+from . import _clock, _host, _spawn, _spec
 from ._changes import Changes
 from ._errorlog import append_error_block
 from ._location import open_store
+from ._recovery import recover
 from ._runner import CommandRunner, RunContext, StepsRunner, StopReason
 from .errors import (
     InvalidSpecError,
@@ -26,12 +28,13 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import STOPPED_STATUSES, ProcessInfo, Status
-from .store import Claim, NewProcess, ProcessRecord, Store
+from .store import Claim, ManagerRecord, NewProcess, ProcessRecord, Store
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 _QUEUE: Final = "queue"  # the run loop's wake-up key
+_IDLE: Final = "idle"  # wait_idle's wake-up key
 _RECHECK: Final = 1.0  # a waiter re-reads the store at least this often, notified or not
 
 
@@ -81,6 +84,9 @@ class Manager:
         grace_period: float = 2.0,
         poll_interval: float = 0.02,
         python: str | None = None,
+        lease: float = 10.0,
+        max_attempts: int | None = 3,
+        max_jobs: int | None = None,
     ) -> None:
         if concurrency is None:
             concurrency = os.cpu_count() or 1
@@ -94,8 +100,16 @@ class Manager:
             raise InvalidSpecError("max_output_bytes must be a whole number >= 0 or None")
         grace = _spec.check_timeout(grace_period, "grace_period")
         poll = _spec.check_timeout(poll_interval, "poll_interval")
-        if grace is None or poll is None or poll <= 0:
-            raise InvalidSpecError("grace_period and poll_interval must be finite and positive")
+        lease_s = _spec.check_timeout(lease, "lease")
+        if grace is None or poll is None or poll <= 0 or lease_s is None or lease_s <= 0:
+            raise InvalidSpecError(
+                "grace_period, poll_interval and lease must be finite and positive"
+            )
+        for name, value in (("max_attempts", max_attempts), ("max_jobs", max_jobs)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidSpecError(f"{name} must be a whole number >= 1 or None")
         self._store: Store = open_store(store)
         self.concurrency = concurrency
         self.runs_processes = bool(run)
@@ -103,15 +117,16 @@ class Manager:
         self.max_output_bytes = max_output_bytes
         self.grace_period = grace
         self.poll_interval = poll
+        self.python = python
+        self.lease = lease_s
+        self.max_attempts = max_attempts
+        self.max_jobs = max_jobs
+        self.jobs_claimed = 0
         self.id = uuid.uuid4().hex
-        self._context = RunContext(
-            store=self._store,
-            manager_id=self.id,
-            grace_period=grace,
-            max_output_bytes=max_output_bytes,
-            python=python,
-        )
+        self._guard: _spawn.Guard | None = None
+        self._context = RunContext(self._store, self.id, grace, max_output_bytes, python)
         self._changes = Changes()
+        self._claiming = False
         self._runs: dict[str, _Run] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._open = False
@@ -129,28 +144,52 @@ class Manager:
             return
         await self._store.open()
         try:
-            await self._store.register_manager(self.id, os.getpid(), _clock.wall())
+            await self._store.register_manager(self._manager_record())
+            if self.runs_processes:
+                # Before taking new work, put back what dead managers left behind.
+                await recover(
+                    self._store,
+                    self.id,
+                    grace_period=self.grace_period,
+                    max_attempts=self.max_attempts,
+                )
+                self._guard = _spawn.Guard(self.python)
+                await self._guard.start()
+                self._context = dataclasses.replace(self._context, guard=self._guard)
         except BaseException:
+            with contextlib.suppress(Exception):
+                await self._store.unregister_manager(self.id)
             await self._store.close()
             raise
         self._open = True
         self._closing = False
+        self.jobs_claimed = 0
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._watch(), name="aiobgproc-watch")]
+        self._tasks = [
+            loop.create_task(self._watch(), name="aiobgproc-watch"),
+            loop.create_task(self._heartbeat(), name="aiobgproc-heartbeat"),
+        ]
         if self.runs_processes:
             self._tasks.append(loop.create_task(self._run_loop(), name="aiobgproc-run"))
+            self._tasks.append(loop.create_task(self._recover_loop(), name="aiobgproc-recover"))
         log.debug("manager %s opened %r", self.id, self._store)
 
-    async def close(self) -> None:
+    async def close(self, *, finish_timeout: float = 0.0) -> None:
         """Stop taking work, stop what this manager runs, and close the store.
 
-        Step processes that were running go back to the queue at their current step (another
-        manager or worker resumes them); a running command cannot resume and becomes
-        ``error``. No child process is left behind.
+        Running processes get ``finish_timeout`` seconds to finish on their own (default: none).
+        Then step processes that are still running go back to the queue at their current
+        step (another manager or worker resumes them); a running command cannot resume and
+        becomes ``error``. No child process is left behind.
         """
         if not self._open or self._closing:
             return
         self._closing = True
+        wait = _spec.check_timeout(finish_timeout, "finish_timeout")
+        if self._runs and wait != 0:
+            pending = [run.done.wait() for run in self._runs.values()]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending), wait)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -165,6 +204,9 @@ class Manager:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(run.task)
         try:
+            if self._guard is not None:
+                await self._guard.close()
+                self._guard = None
             with contextlib.suppress(StoreError):
                 await self._store.unregister_manager(self.id)
         finally:
@@ -373,17 +415,45 @@ class Manager:
     async def _run_loop(self) -> None:
         while True:
             event = self._changes.event(_QUEUE)
-            if len(self._runs) < self.concurrency and not self._closing:
+            if len(self._runs) < self.concurrency and not self._closing and not self.exhausted:
+                self._claiming = True
                 try:
                     record = await self._store.claim_next(self.id, _clock.wall())
                 except StoreError:
                     log.exception("manager %s could not claim a process", self.id)
                     record = None
                     await asyncio.sleep(self.poll_interval)
+                finally:
+                    self._claiming = False
                 if record is not None:
+                    self.jobs_claimed += 1
                     self._launch(record)
                     continue
             await self._changes.wait(event, _RECHECK)
+
+    @property
+    def exhausted(self) -> bool:
+        """True once this manager has claimed ``max_jobs`` processes."""
+        return self.max_jobs is not None and self.jobs_claimed >= self.max_jobs
+
+    @property
+    def running(self) -> int:
+        """How many processes this manager runs right now."""
+        return len(self._runs)
+
+    async def wait_idle(self, *, burst: bool = True) -> None:
+        """Return once this manager runs nothing and will take no more work: the queue was
+        found empty (when ``burst``) or ``max_jobs`` processes were claimed."""
+        while True:
+            event = self._changes.event(_IDLE)
+            empty = burst and await self._queue_is_empty()
+            # Checked after the query: a claim may have landed while it ran.
+            if not self._runs and not self._claiming and (self.exhausted or empty):
+                return
+            await self._changes.wait(event, _RECHECK)
+
+    async def _queue_is_empty(self) -> bool:
+        return not await self._store.list_processes([Status.QUEUED], 1)
 
     def _launch(self, record: ProcessRecord) -> None:
         loop = asyncio.get_running_loop()
@@ -418,6 +488,7 @@ class Manager:
             run.done.set()
             self._changes.notify(record.id)
             self._changes.notify(_QUEUE)
+            self._changes.notify(_IDLE)
 
     def _flushed(self, process_id: str) -> None:
         self._changes.notify(process_id)
@@ -444,6 +515,48 @@ class Manager:
                     await self._check_runs()
                 last = counter
             await asyncio.sleep(self.poll_interval)
+
+    def _manager_record(self) -> ManagerRecord:
+        identity = _host.Identity.here(self.id)
+        now = _clock.wall()
+        return ManagerRecord(
+            id=self.id,
+            hostname=identity.hostname,
+            boot_id=identity.boot_id,
+            os_pid=identity.os_pid,
+            os_pid_started=identity.os_pid_started,
+            runs=self.runs_processes,
+            lease=self.lease,
+            started_at=now,
+            heartbeat_at=now,
+            heartbeat_boottime=_host.boottime(),
+        )
+
+    async def _heartbeat(self) -> None:
+        """Renew this manager's lease; re-register if others presumed it dead."""
+        while True:
+            await asyncio.sleep(self.lease / 4)
+            try:
+                if not await self._store.heartbeat(self.id, _clock.wall(), _host.boottime()):
+                    log.warning("manager %s was presumed dead; registering again", self.id)
+                    await self._store.register_manager(self._manager_record())
+                    await self._check_runs()
+            except StoreError:
+                log.exception("manager %s could not renew its lease", self.id)
+
+    async def _recover_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.lease / 2, self.poll_interval))
+            try:
+                if await recover(
+                    self._store,
+                    self.id,
+                    grace_period=self.grace_period,
+                    max_attempts=self.max_attempts,
+                ):
+                    self._changes.notify(None)
+            except StoreError:
+                log.exception("manager %s could not recover lost processes", self.id)
 
     async def _check_runs(self) -> None:
         """Stop runs whose process another OS process cancelled (or took over)."""

@@ -23,7 +23,7 @@ import aiosqlite
 
 from .errors import StoreError
 from .models import Status
-from .store import Claim, NewProcess, ProcessRecord
+from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
 
 APPLICATION_ID: Final = 0x61626770  # "abgp": marks a file as ours
 SCHEMA_VERSION: Final = 1
@@ -80,11 +80,14 @@ CREATE TABLE step_outputs (
 CREATE TABLE managers (
     id TEXT PRIMARY KEY,
     hostname TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
     os_pid INTEGER NOT NULL,
     os_pid_started REAL,
-    boot_id TEXT,
+    runs INTEGER NOT NULL,
+    lease REAL NOT NULL,
     started_at REAL NOT NULL,
-    heartbeat_at REAL NOT NULL
+    heartbeat_at REAL NOT NULL,
+    heartbeat_boottime REAL NOT NULL
 );
 """
 
@@ -629,17 +632,68 @@ class SQLiteStore:
             row = await self._fetch_one(db, "PRAGMA data_version")
         return 0 if row is None else int(row[0])
 
-    async def register_manager(self, manager_id: str, os_pid: int, now: float) -> None:
+    async def register_manager(self, manager: ManagerRecord) -> None:
         async with self._write() as db:
             await db.execute(
-                "INSERT OR REPLACE INTO managers (id, hostname, os_pid, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (manager_id, os.uname().nodename, os_pid, now, now),
+                "INSERT OR REPLACE INTO managers (id, hostname, boot_id, os_pid, os_pid_started,"
+                " runs, lease, started_at, heartbeat_at, heartbeat_boottime)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    manager.id,
+                    manager.hostname,
+                    manager.boot_id,
+                    manager.os_pid,
+                    manager.os_pid_started,
+                    int(manager.runs),
+                    manager.lease,
+                    manager.started_at,
+                    manager.heartbeat_at,
+                    manager.heartbeat_boottime,
+                ),
             )
+
+    async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE managers SET heartbeat_at = ?, heartbeat_boottime = ? WHERE id = ?",
+                (now, boottime, manager_id),
+            )
+            return cursor.rowcount == 1
 
     async def unregister_manager(self, manager_id: str) -> None:
         async with self._write() as db:
             await db.execute("DELETE FROM managers WHERE id = ?", (manager_id,))
+
+    async def list_managers(self) -> list[ManagerRecord]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at,"
+                " heartbeat_at, heartbeat_boottime FROM managers"
+            )
+        return [
+            ManagerRecord(
+                id=row[0],
+                hostname=row[1],
+                boot_id=row[2],
+                os_pid=row[3],
+                os_pid_started=row[4],
+                runs=bool(row[5]),
+                lease=row[6],
+                started_at=row[7],
+                heartbeat_at=row[8],
+                heartbeat_boottime=row[9],
+            )
+            for row in rows
+        ]
+
+    async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_COLUMNS} FROM processes WHERE status = 'running'"
+                " AND (owner IS NULL OR owner != ?)",
+                (owner,),
+            )
+        return [_record(row) for row in rows]
 
     async def check(self) -> list[str]:
         async with self._read() as db:

@@ -102,6 +102,23 @@ class Claim:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class ManagerRecord:
+    """A manager (or worker) as recorded for leases: who it is, where, and when it last
+    showed it was alive."""
+
+    id: str
+    hostname: str
+    boot_id: str
+    os_pid: int
+    os_pid_started: float | None
+    runs: bool
+    lease: float
+    started_at: float
+    heartbeat_at: float
+    heartbeat_boottime: float
+
+
 class Store(Protocol):
     """Persistence for processes. Implementations: SQLiteStore (and later PostgreSQL)."""
 
@@ -197,9 +214,19 @@ class Store(Protocol):
         """A number that changes whenever another connection commits a change."""
         ...
 
-    async def register_manager(self, manager_id: str, os_pid: int, now: float) -> None: ...
+    async def register_manager(self, manager: ManagerRecord) -> None: ...
+
+    async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:
+        """Renew a manager's lease; False if its row is gone (it was presumed dead)."""
+        ...
 
     async def unregister_manager(self, manager_id: str) -> None: ...
+
+    async def list_managers(self) -> list[ManagerRecord]: ...
+
+    async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
+        """Running processes owned by anyone but ``owner`` (recovery candidates)."""
+        ...
 
     async def check(self) -> list[str]:
         """Problems found by an integrity check (empty when the store is sound)."""

@@ -1,0 +1,107 @@
+"""Recovery: finding processes whose manager is gone, and putting them back to work.
+
+A manager is alive while its lease holds. On its own host that means: same boot, its OS
+process still runs (pid and create time), and its heartbeat on CLOCK_BOOTTIME is younger than
+its lease. On another host only the heartbeat's wall-clock age can be judged.
+
+For each running process whose owner is not alive, recovery first kills whatever is left of
+the old executor's tree (pid and create time checked; found by tag when the pid was never
+recorded), then, with a compare-and-set on the old owner and claim token:
+- a step process goes back to the queue at its first step without committed output;
+- a command, which cannot resume, becomes ``error``;
+- a process that has used up ``max_attempts`` becomes ``error``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import _clock, _host, _spawn
+from .models import Status
+from .store import ManagerRecord, ProcessRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+def manager_alive(manager: ManagerRecord, now: float, boottime: float) -> bool:
+    if manager.hostname != _host.hostname():
+        return now - manager.heartbeat_at <= manager.lease
+    if manager.boot_id != _host.boot_id():
+        return False
+    if not _host.is_running(manager.os_pid, manager.os_pid_started):
+        return False
+    return boottime - manager.heartbeat_boottime <= manager.lease
+
+
+async def orphans(store: Store, me: str) -> tuple[list[ProcessRecord], list[ManagerRecord]]:
+    """Running processes whose owner is gone, and the records of managers that are gone."""
+    # Processes first: a manager registers before it claims, so the owner of any process
+    # read here is in the list read next, unless it is gone.
+    running = await store.running_not_owned_by(me)
+    managers = {manager.id: manager for manager in await store.list_managers()}
+    now, boottime = _clock.wall(), _host.boottime()
+    dead = {
+        manager_id: manager
+        for manager_id, manager in managers.items()
+        if manager_id != me and not manager_alive(manager, now, boottime)
+    }
+    lost = [
+        record
+        for record in running
+        if record.owner is None or record.owner not in managers or record.owner in dead
+    ]
+    return lost, list(dead.values())
+
+
+async def recover(
+    store: Store, me: str, *, grace_period: float, max_attempts: int | None
+) -> list[str]:
+    """Recover every process whose manager is gone; returns the ids it recovered."""
+    lost, dead = await orphans(store, me)
+    recovered = []
+    for record in lost:
+        owner = record.owner or ""
+        manager = next((m for m in dead if m.id == owner), None)
+        if manager is None or manager.hostname == _host.hostname():
+            # Never signal a process of another host; on ours, kill the old tree first.
+            await _spawn.terminate_tree(
+                record.os_pid, record.os_pid_started, grace=grace_period, tag=record.id
+            )
+        claim = record.claim(owner)
+        if record.kind == "command":
+            message = (
+                "the manager running this command was lost (killed or frozen past its lease);"
+                " a command cannot resume"
+            )
+            done = await store.finish(
+                claim,
+                Status.ERROR,
+                _clock.wall(),
+                error={"type": "ManagerLostError", "message": message, "traceback": None},
+            )
+        elif max_attempts is not None and record.attempts >= max_attempts:
+            message = f"gave up after {record.attempts} attempts (its manager was lost each time)"
+            done = await store.finish(
+                claim,
+                Status.ERROR,
+                _clock.wall(),
+                error={
+                    "type": "ManagerLostError",
+                    "message": message,
+                    "traceback": None,
+                    "step": record.step,
+                },
+            )
+        else:
+            done = await store.requeue(claim)
+        if done:
+            log.warning(
+                "process %s recovered from lost manager %s (attempt %d)",
+                record.id,
+                owner or "?",
+                record.attempts,
+            )
+            recovered.append(record.id)
+    for manager in dead:
+        await store.unregister_manager(manager.id)
+    return recovered

@@ -1,0 +1,513 @@
+"""The ``aiobgproc`` command line (also ``python -m aiobgproc``).
+
+Errors are one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, NoReturn, TextIO
+
+from . import _clock, _host, _location
+from ._recovery import manager_alive
+from .errors import AiobgprocError, WaitTimeoutError
+from .manager import Manager
+from .models import Command, Process, ProcessInfo, Status, Step
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the process ended as error (also: a CLI error, see EXIT_USAGE)
+EXIT_USAGE = 2  # bad arguments, unknown id, unusable store
+EXIT_TIMEOUT = 3  # the process ended as timeout
+EXIT_CANCELLED = 4
+EXIT_INTERRUPTED = 5  # paused, waiting for proceed
+EXIT_WAIT_TIMEOUT = 124  # `wait --timeout` passed first (as timeout(1) does)
+
+STATUS_EXIT = {
+    Status.FINISHED: EXIT_OK,
+    Status.ERROR: EXIT_FAILED,
+    Status.TIMEOUT: EXIT_TIMEOUT,
+    Status.CANCELLED: EXIT_CANCELLED,
+    Status.INTERRUPTED: EXIT_INTERRUPTED,
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class CliError(Exception):
+    """A problem to report on one line of stderr."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise CliError(f"not a duration: {text!r} (use e.g. 30s, 15m, 12h, 7d)")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def parse_data(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--data is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError("--data must be a JSON object")
+    return data
+
+
+# -- presentation -----------------------------------------------------------------------------
+
+
+class Out:
+    """Pleasant on a terminal, plain when piped."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self.stream = stream
+        self.tty = stream.isatty() and os.environ.get("NO_COLOR") is None
+
+    def paint(self, text: str, status: Status | str | None = None) -> str:
+        if not self.tty or status is None:
+            return text
+        color = {
+            "finished": "32",
+            "error": "31",
+            "timeout": "31",
+            "cancelled": "33",
+            "interrupted": "36",
+            "running": "34",
+        }.get(str(status))
+        return f"\x1b[{color}m{text}\x1b[0m" if color else text
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+
+def _when(info: ProcessInfo, name: str) -> str:
+    value = getattr(info, name)
+    return value.isoformat(timespec="seconds") if value is not None else "-"
+
+
+def _progress(info: ProcessInfo) -> str:
+    if info.progress is None:
+        return ""
+    message = f" {info.progress_message}" if info.progress_message else ""
+    return f"{info.progress:.0%}{message}"
+
+
+def show_info(out: Out, info: ProcessInfo) -> None:
+    rows = [
+        ("id", info.id),
+        ("kind", info.kind),
+        ("status", out.paint(str(info.status), info.status)),
+        ("created", _when(info, "created_at")),
+        ("started", _when(info, "started_at")),
+        ("finished", _when(info, "finished_at")),
+    ]
+    if info.kind == "process":
+        rows.append(("step", f"{info.step or '-'} ({info.steps_done}/{info.steps_total} done)"))
+    if info.progress is not None:
+        rows.append(("progress", _progress(info)))
+    if info.exit_code is not None:
+        rows.append(("exit code", str(info.exit_code)))
+    if info.os_pid is not None:
+        rows.append(("os pid", str(info.os_pid)))
+    rows.append(("attempts", str(info.attempts)))
+    if info.output is not None:
+        rows.append(("output", json.dumps(info.output)))
+    if info.error is not None:
+        where = f" in step {info.error.step!r}" if info.error.step else ""
+        rows.append(("error", f"{info.error.type}{where}: {info.error.message}"))
+    rows.append(
+        (
+            "output log",
+            f"{info.output_size} bytes" + (" (truncated)" if info.output_truncated else ""),
+        )
+    )
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        out.line(f"{name:<{width}}  {value}")
+
+
+def show_table(out: Out, infos: Sequence[ProcessInfo]) -> None:
+    header = ("ID", "KIND", "STATUS", "CREATED", "STEP", "PROGRESS")
+    rows = [
+        (
+            info.id,
+            info.kind,
+            str(info.status),
+            _when(info, "created_at"),
+            info.step or "",
+            _progress(info),
+        )
+        for info in infos
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    if out.tty:
+        out.line("  ".join(f"{title:<{widths[i]}}" for i, title in enumerate(header)).rstrip())
+    for row, info in zip(rows, infos, strict=True):
+        cells = [f"{cell:<{widths[i]}}" for i, cell in enumerate(row)]
+        cells[2] = out.paint(cells[2], info.status)
+        out.line("  ".join(cells).rstrip())
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _manager(args: argparse.Namespace, *, run: bool = False, **options: Any) -> Manager:
+    return Manager(args.store, run=run, **options)
+
+
+async def _needs_worker(manager: Manager) -> bool:
+    """True when no live manager or worker that runs processes is on this store."""
+    now, boottime = _clock.wall(), _host.boottime()
+    for record in await manager.store.list_managers():
+        if record.runs and record.id != manager.id and manager_alive(record, now, boottime):
+            return False
+    return True
+
+
+def spawn_burst_worker(store: str) -> int:
+    """Start ``aiobgproc worker --burst`` detached (own session, no terminal): it runs the
+    queue and exits when it is empty."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        return os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "aiobgproc", "worker", "--burst", "--store", store],
+            dict(os.environ),
+            setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, devnull, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2),
+            ],
+        )
+    finally:
+        os.close(devnull)
+
+
+async def _start_and_report(
+    args: argparse.Namespace, work: Command | Process, data: dict[str, Any] | None
+) -> int:
+    out = Out()
+    async with _manager(args) as manager:
+        process_id = await manager.start(work, data, timeout=args.timeout)
+        out.line(process_id)
+        if await _needs_worker(manager):
+            spawn_burst_worker(_location.describe(args.store))
+        if not args.wait:
+            return EXIT_OK
+        info = await _wait(manager, process_id, None, out=Out(sys.stderr))
+        return STATUS_EXIT.get(info.status, EXIT_FAILED)
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise CliError("nothing to run: give the command after --, e.g. aiobgproc run -- ls -l")
+    env = {}
+    for item in args.env or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--env takes NAME=VALUE, not {item!r}")
+        env[name] = value
+    return await _start_and_report(
+        args, Command(argv, cwd=args.cwd, env=env or None, shell=args.shell), None
+    )
+
+
+def load_spec(path: str) -> Process:
+    """A Process from a JSON file: {"steps": {name: {"target": ..., "args": [...],
+    "kwargs": {...}, "interrupt": false}} (or a list of such), "timeout", "cwd", "env"}."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or "steps" not in raw:
+        raise CliError(f'{path} must be a JSON object with "steps"')
+
+    def step(spec: Any) -> Step:
+        if isinstance(spec, str):
+            return Step(spec)
+        if not isinstance(spec, dict) or "target" not in spec:
+            raise CliError(f'each step in {path} needs a "target"')
+        args = spec.get("args", [])
+        kwargs = spec.get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise CliError(f'"args" must be a list and "kwargs" an object in {path}')
+        return Step(spec["target"], *args, interrupt=bool(spec.get("interrupt", False)), **kwargs)
+
+    steps = raw["steps"]
+    built: dict[str, Step] | list[Step]
+    if isinstance(steps, dict):
+        built = {str(name): step(spec) for name, spec in steps.items()}
+    elif isinstance(steps, list):
+        built = [step(spec) for spec in steps]
+    else:
+        raise CliError(f'"steps" in {path} must be an object or a list')
+    return Process(built, timeout=raw.get("timeout"), cwd=raw.get("cwd"), env=raw.get("env"))
+
+
+async def cmd_start(args: argparse.Namespace) -> int:
+    # Step targets are resolved with the caller's working directory on the path.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return await _start_and_report(args, load_spec(args.spec), parse_data(args.data))
+
+
+async def cmd_info(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        info = await manager.info(args.id)
+    if args.json:
+        print(json.dumps(info.to_dict()))
+    else:
+        show_info(Out(), info)
+    return EXIT_OK
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        infos = await manager.list(status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([info.to_dict() for info in infos]))
+    else:
+        show_table(Out(), infos)
+    return EXIT_OK
+
+
+async def cmd_logs(args: argparse.Namespace) -> int:
+    sink = sys.stdout.buffer
+    async with _manager(args) as manager:
+        if args.follow:
+            async for chunk in manager.stream_output(args.id):
+                sink.write(chunk)
+                sink.flush()
+        else:
+            sink.write(await manager.output(args.id))
+            sink.flush()
+    return EXIT_OK
+
+
+async def _wait(
+    manager: Manager, process_id: str, timeout: float | None, *, out: Out
+) -> ProcessInfo:
+    """Wait, showing the progress of a running step on a terminal."""
+    if not out.tty:
+        return await manager.wait_for(process_id, timeout)
+    deadline = None if timeout is None else _clock.monotonic() + timeout
+    shown = ""
+    try:
+        while True:
+            remaining = None if deadline is None else max(deadline - _clock.monotonic(), 0.0)
+            try:
+                return await manager.wait_for(
+                    process_id, 0.25 if remaining is None else min(0.25, remaining)
+                )
+            except WaitTimeoutError:
+                if remaining is not None and remaining <= 0.25:
+                    raise WaitTimeoutError(process_id, timeout or 0.0) from None
+            info = await manager.info(process_id)
+            text = f"{info.status} {info.step or ''} {_progress(info)}".strip()
+            if text != shown:
+                out.stream.write("\r\x1b[K" + text)
+                out.stream.flush()
+                shown = text
+    finally:
+        if shown:
+            out.stream.write("\r\x1b[K")
+            out.stream.flush()
+
+
+async def cmd_wait(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        try:
+            info = await _wait(manager, args.id, args.timeout, out=Out(sys.stderr))
+        except WaitTimeoutError as exc:
+            print(f"aiobgproc: {exc}", file=sys.stderr)
+            return EXIT_WAIT_TIMEOUT
+    if args.json:
+        print(json.dumps(info.to_dict()))
+    else:
+        out = Out()
+        detail = f": {info.error.message}" if info.error is not None else ""
+        out.line(out.paint(f"{info.status}{detail}", info.status))
+    return STATUS_EXIT.get(info.status, EXIT_FAILED)
+
+
+async def cmd_proceed(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        process_id = await manager.proceed(args.id, parse_data(args.data))
+        if await _needs_worker(manager):
+            spawn_burst_worker(_location.describe(args.store))
+    print(process_id)
+    return EXIT_OK
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        info = await manager.cancel(args.id)
+    print(info.status)
+    return EXIT_OK
+
+
+async def cmd_prune(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        count = await manager.prune(parse_duration(args.older_than))
+    print(count)
+    return EXIT_OK
+
+
+async def cmd_worker(args: argparse.Namespace) -> int:
+    """Run queued processes until stopped (SIGTERM/SIGINT), the queue is empty (--burst), or
+    --max-jobs processes were taken."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log = logging.getLogger("aiobgproc.worker")
+    manager = _manager(args, run=True, concurrency=args.concurrency, max_jobs=args.max_jobs)
+    await manager.open()
+    log.info("worker %s on %s", manager.id, _location.describe(args.store))
+    try:
+        idle = asyncio.ensure_future(manager.wait_idle(burst=args.burst))
+        stopped = asyncio.ensure_future(stop.wait())
+        waits: set[asyncio.Future[Any]] = {stopped}
+        if args.burst or args.max_jobs is not None:
+            waits.add(idle)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for future in (idle, stopped):
+            future.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await future
+    finally:
+        await manager.close(finish_timeout=args.grace if stop.is_set() else 0.0)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return EXIT_OK
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _store_option(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    parser.add_argument(
+        "--store",
+        default=default,
+        help="SQLite file or sqlite:/// URL (default: $AIOBGPROC_STORE, else "
+        "~/.local/share/aiobgproc/aiobgproc.db)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aiobgproc", description="Run and control background processes.")
+    _store_option(parser)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
+    sub = parser.add_subparsers(dest="command_name", required=True, parser_class=_Parser)
+
+    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        _store_option(command, argparse.SUPPRESS)
+        command.set_defaults(handler=handler)
+        return command
+
+    run = add("run", cmd_run, "run a command in the background and print its id")
+    run.add_argument(
+        "--wait", action="store_true", help="wait for it; exit code tells how it ended"
+    )
+    run.add_argument("--timeout", type=float, help="seconds before it is stopped")
+    run.add_argument("--cwd", help="working directory")
+    run.add_argument("--env", action="append", metavar="NAME=VALUE", help="extra environment")
+    run.add_argument("--shell", action="store_true", help="run the command with /bin/sh -c")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG ...]")
+
+    start = add("start", cmd_start, "start a step process described in a JSON file")
+    start.add_argument("spec", help='JSON file: {"steps": {"name": {"target": "pkg.mod:fn"}}}')
+    start.add_argument("--data", help="input of the first step, as a JSON object")
+    start.add_argument("--wait", action="store_true")
+    start.add_argument("--timeout", type=float)
+
+    info = add("info", cmd_info, "show one process")
+    info.add_argument("id")
+    info.add_argument("--json", action="store_true")
+
+    listing = add("list", cmd_list, "list processes, newest first")
+    listing.add_argument("--status", choices=[str(status) for status in Status])
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true")
+
+    logs = add("logs", cmd_logs, "print a process's output")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow live output")
+
+    wait = add("wait", cmd_wait, "wait until a process is interrupted or ends")
+    wait.add_argument("id")
+    wait.add_argument("--timeout", type=float)
+    wait.add_argument("--json", action="store_true")
+
+    proceed = add("proceed", cmd_proceed, "continue an interrupted process")
+    proceed.add_argument("id")
+    proceed.add_argument("--data", help="merged into the paused output, as a JSON object")
+
+    cancel = add("cancel", cmd_cancel, "cancel a process")
+    cancel.add_argument("id")
+
+    prune = add("prune", cmd_prune, "delete processes that ended long ago")
+    prune.add_argument("--older-than", required=True, help="e.g. 7d, 12h, 30m")
+
+    worker = add("worker", cmd_worker, "run queued processes")
+    worker.add_argument("--concurrency", type=int, help="processes at once (default: CPUs)")
+    worker.add_argument("--max-jobs", type=int, help="exit after taking this many processes")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument(
+        "--grace", type=float, default=10.0, help="on SIGTERM, seconds to let running work finish"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.store is not None:
+        args.store = str(args.store)
+    try:
+        return int(asyncio.run(args.handler(args)))
+    except (AiobgprocError, CliError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"aiobgproc: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
