@@ -160,7 +160,11 @@ class _Runner:
                     child.os_pid,
                     child.started,
                     grace=self.context.grace_period,
-                    tag=self.record.id if self.sweep_tagged_on_exit else None,
+                    # A child that exited before its create time could be read cannot be
+                    # matched by session: find what it left by its tag instead.
+                    tag=self.record.id
+                    if self.sweep_tagged_on_exit or child.started is None
+                    else None,
                 )
         else:
             await _spawn.terminate_tree(

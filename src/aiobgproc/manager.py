@@ -129,6 +129,7 @@ class Manager:
         self._claiming = False
         self._runs: dict[str, _Run] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._run_task: asyncio.Task[None] | None = None
         self._open = False
         self._closing = False
 
@@ -170,7 +171,7 @@ class Manager:
             loop.create_task(self._heartbeat(), name="aiobgproc-heartbeat"),
         ]
         if self.runs_processes:
-            self._tasks.append(loop.create_task(self._run_loop(), name="aiobgproc-run"))
+            self._run_task = loop.create_task(self._run_loop(), name="aiobgproc-run")
             self._tasks.append(loop.create_task(self._recover_loop(), name="aiobgproc-recover"))
         log.debug("manager %s opened %r", self.id, self._store)
 
@@ -190,6 +191,13 @@ class Manager:
             pending = [run.done.wait() for run in self._runs.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pending), wait)
+        # The run loop is not cancelled mid-claim (a claimed process would be stranded): it
+        # sees _closing and returns; the other tasks can be cancelled anywhere.
+        self._changes.notify(_QUEUE)
+        if self._run_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._run_task)
+            self._run_task = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -413,9 +421,9 @@ class Manager:
     # -- running ---------------------------------------------------------------------------
 
     async def _run_loop(self) -> None:
-        while True:
+        while not self._closing:
             event = self._changes.event(_QUEUE)
-            if len(self._runs) < self.concurrency and not self._closing and not self.exhausted:
+            if len(self._runs) < self.concurrency and not self.exhausted:
                 self._claiming = True
                 try:
                     record = await self._store.claim_next(self.id, _clock.wall())

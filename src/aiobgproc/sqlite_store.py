@@ -11,6 +11,7 @@ Habits that keep "database is locked" away (see docs/design.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -21,13 +22,15 @@ from typing import Any, Final, final
 
 import aiosqlite
 
+from . import _clock
 from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
 
 APPLICATION_ID: Final = 0x61626770  # "abgp": marks a file as ours
 SCHEMA_VERSION: Final = 1
-BUSY_TIMEOUT_MS: Final = 30_000
+BUSY_TIMEOUT_MS: Final = 200  # per attempt: short, so a cancelled caller is never stuck
+LOCK_WAIT_S: Final = 30.0  # how long a write keeps retrying for the lock in all
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 _SCHEMA_V1: Final = """
@@ -216,7 +219,7 @@ class SQLiteStore:
 
     async def _initialise(self, db: aiosqlite.Connection) -> None:
         """Create or migrate the schema, in one write transaction (another process may race)."""
-        await db.execute("BEGIN IMMEDIATE")
+        await self._begin(db)
         try:
             app_id = await self._pragma(db, "application_id")
             version = await self._pragma(db, "user_version")
@@ -290,31 +293,63 @@ class SQLiteStore:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One short write transaction; the write lock is taken first (BEGIN IMMEDIATE)."""
+        """One short write transaction; the write lock is taken first (BEGIN IMMEDIATE).
+
+        Cancellation cannot leave it open: BEGIN and COMMIT run to completion in
+        aiosqlite's thread whatever happens to the caller, so they are awaited under a
+        shield and an interrupted transaction is always rolled back.
+        """
         async with self._lock:
             db = self._conn()
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
+            await self._begin(db)
             try:
                 yield db
             except _Rollback:
-                await asyncio.shield(db.execute("ROLLBACK"))
+                await self._settle(db.execute("ROLLBACK"), db, started=False)
                 return  # the compare-and-set failed: undone, and reported by the caller
             except BaseException as exc:
-                try:
-                    await asyncio.shield(db.execute("ROLLBACK"))
-                except sqlite3.Error:
-                    pass
+                with contextlib.suppress(sqlite3.Error, StoreError):
+                    await self._settle(db.execute("ROLLBACK"), db, started=False)
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
                 raise
+            await self._settle(db.execute("COMMIT"), db, started=True)
+
+    async def _begin(self, db: aiosqlite.Connection) -> None:
+        """BEGIN IMMEDIATE, retried while another connection holds the write lock. Each try
+        waits at most BUSY_TIMEOUT_MS inside SQLite, so cancellation takes effect quickly."""
+        deadline = _clock.monotonic() + LOCK_WAIT_S
+        delay = 0.001
+        while True:
             try:
-                await db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                await db.execute("ROLLBACK")
-                raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
+                await self._settle(db.execute("BEGIN IMMEDIATE"), db, started=False)
+                return
+            except StoreError as exc:
+                busy = isinstance(exc.__cause__, sqlite3.OperationalError) and (
+                    "locked" in str(exc) or "busy" in str(exc)
+                )
+                if not busy or _clock.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def _settle(self, statement: Any, db: aiosqlite.Connection, *, started: bool) -> None:
+        """Await a transaction-control statement to its end even if we are cancelled
+        meanwhile; if it was BEGIN (or COMMIT failed), roll back before re-raising."""
+        task = asyncio.ensure_future(statement)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await task
+                if not started:
+                    await db.execute("ROLLBACK")
+            raise
+        except sqlite3.Error as exc:
+            if started:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+            raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
 
     @staticmethod
     async def _fetch_one(

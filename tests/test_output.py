@@ -1,0 +1,184 @@
+"""Captured output: byte-exact, interleaved, followed live, capped with bounded memory."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from aiobgproc import Command, Manager, Status
+from helpers.waiting import until_status, wait_for_file_command
+
+NOT_UTF8 = b"\xff\xfe\x00\xed\xa0\x80"
+BIG_BYTES = 50_000_000
+# 500 blocks of 100,000 bytes with a pattern that is not periodic in the block size, so a
+# dropped, repeated or reordered chunk shows up as a difference.
+BIG_WRITER = (
+    "import sys\n"
+    "block = bytes(i % 251 for i in range(100_000))\n"
+    "for _ in range(500):\n"
+    "    sys.stdout.buffer.write(block)\n"
+)
+BIG_EXPECTED = bytes(i % 251 for i in range(100_000)) * 500
+
+
+async def _collect(manager: Manager, process_id: str) -> list[bytes]:
+    async with asyncio.timeout(30):
+        return [chunk async for chunk in manager.stream_output(process_id)]
+
+
+async def test_output_returns_what_the_command_printed(manager: Manager) -> None:
+    process_id = await manager.start(Command(["sh", "-c", "echo one; echo two"]))
+    await manager.wait_for(process_id, timeout=10)
+    assert await manager.output(process_id) == b"one\ntwo\n"
+
+
+async def test_output_of_a_silent_command_is_empty(manager: Manager) -> None:
+    process_id = await manager.start(Command(["true"]))
+    await manager.wait_for(process_id, timeout=10)
+    assert await manager.output(process_id) == b""
+    assert await _collect(manager, process_id) == []
+    assert (await manager.info(process_id)).output_size == 0
+
+
+async def test_stdout_and_stderr_are_interleaved_in_arrival_order(manager: Manager) -> None:
+    script = "echo out1; echo err1 >&2; echo out2; echo err2 >&2; echo out3"
+    process_id = await manager.start(Command(["sh", "-c", script]))
+    await manager.wait_for(process_id, timeout=10)
+    expected = b"out1\nerr1\nout2\nerr2\nout3\n"
+    assert await manager.output(process_id) == expected
+    assert b"".join(await _collect(manager, process_id)) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["printf", r"\377\376\000\355\240\200"], id="printf-octal"),
+        pytest.param(
+            [sys.executable, "-c", f"import sys; sys.stdout.buffer.write({NOT_UTF8!r})"],
+            id="python-buffer",
+        ),
+    ],
+)
+async def test_non_utf8_output_round_trips_byte_exact(manager: Manager, argv: list[str]) -> None:
+    process_id = await manager.start(Command(argv))
+    info = await manager.wait_for(process_id, timeout=10)
+    assert info.status is Status.FINISHED
+    assert await manager.output(process_id) == NOT_UTF8
+    assert b"".join(await _collect(manager, process_id)) == NOT_UTF8
+    assert info.output_size == len(NOT_UTF8)
+    assert not info.output_truncated
+
+
+async def test_stream_output_follows_live_output_until_the_command_ends(
+    manager: Manager, tmp_path: Path
+) -> None:
+    flag = tmp_path / "go"
+    process_id = await manager.start(Command(wait_for_file_command(flag)))
+    received: list[bytes] = []
+    async with asyncio.timeout(15):
+        async for chunk in manager.stream_output(process_id):
+            received.append(chunk)
+            if not flag.exists():
+                # The command is blocked until the flag exists: this chunk came live.
+                assert b"".join(received) == b"first\n"
+                assert (await manager.info(process_id)).status is Status.RUNNING
+                flag.touch()
+    assert b"".join(received) == b"first\nsecond\n"
+    assert flag.exists()
+    assert (await manager.info(process_id)).status is Status.FINISHED
+
+
+async def test_stream_output_from_a_client_manager_follows_another_managers_command(
+    manager: Manager, store_path: Path, tmp_path: Path
+) -> None:
+    flag = tmp_path / "go"
+    async with Manager(store_path, run=False) as client:
+        process_id = await client.start(Command(wait_for_file_command(flag)))
+        received: list[bytes] = []
+        async with asyncio.timeout(15):
+            async for chunk in client.stream_output(process_id):
+                received.append(chunk)
+                if not flag.exists():
+                    assert b"".join(received) == b"first\n"
+                    flag.touch()
+        assert b"".join(received) == b"first\nsecond\n"
+        assert (await client.info(process_id)).status is Status.FINISHED
+
+
+async def test_stream_output_ends_when_the_command_is_cancelled(
+    manager: Manager, tmp_path: Path
+) -> None:
+    process_id = await manager.start(Command(wait_for_file_command(tmp_path / "never")))
+    received: list[bytes] = []
+    async with asyncio.timeout(15):
+        async for chunk in manager.stream_output(process_id):
+            received.append(chunk)
+            if b"first" in b"".join(received):
+                assert (await manager.cancel(process_id)).status is Status.CANCELLED
+    assert b"".join(received) == b"first\n"
+
+
+async def test_fifty_megabytes_of_output_are_stored_byte_exact(manager: Manager) -> None:
+    process_id = await manager.start(Command([sys.executable, "-c", BIG_WRITER]))
+    info = await manager.wait_for(process_id, timeout=30)
+    assert info.status is Status.FINISHED
+    assert info.output_size == BIG_BYTES
+    assert not info.output_truncated
+    stored = await manager.output(process_id)
+    assert len(stored) == BIG_BYTES
+    assert stored == BIG_EXPECTED
+    del stored
+    streamed = b"".join(await _collect(manager, process_id))
+    assert streamed == BIG_EXPECTED
+
+
+async def test_output_beyond_max_output_bytes_is_dropped_with_bounded_memory(
+    store_path: Path,
+) -> None:
+    me = psutil.Process()
+    async with Manager(store_path, max_output_bytes=1_000_000) as manager:
+        rss_before = me.memory_info().rss
+        process_id = await manager.start(Command(["head", "-c", str(BIG_BYTES), "/dev/zero"]))
+        info = await manager.wait_for(process_id, timeout=30)
+        rss_growth = me.memory_info().rss - rss_before
+
+        assert info.status is Status.FINISHED
+        assert info.output == {"exit_code": 0}
+        assert info.output_truncated is True
+        assert info.output_size == BIG_BYTES
+        stored = await manager.output(process_id)
+        assert len(stored) == 1_000_000
+        assert stored == bytes(1_000_000)
+        assert b"".join(await _collect(manager, process_id)) == stored
+        assert rss_growth < 40_000_000, f"RSS grew by {rss_growth / 1e6:.1f} MB"
+
+
+async def test_max_output_bytes_zero_stores_nothing_but_counts_the_size(
+    store_path: Path,
+) -> None:
+    async with Manager(store_path, max_output_bytes=0) as manager:
+        process_id = await manager.start(Command(["sh", "-c", "echo hidden"]))
+        info = await manager.wait_for(process_id, timeout=10)
+        assert info.status is Status.FINISHED
+        assert await manager.output(process_id) == b""
+        assert info.output_size == len(b"hidden\n")
+        assert info.output_truncated is True
+
+
+async def test_output_so_far_is_readable_while_the_command_runs(
+    manager: Manager, tmp_path: Path
+) -> None:
+    flag = tmp_path / "go"
+    process_id = await manager.start(Command(wait_for_file_command(flag)))
+    await until_status(manager, process_id, Status.RUNNING)
+    async with asyncio.timeout(10):
+        while await manager.output(process_id) != b"first\n":
+            await asyncio.sleep(0.01)
+    assert (await manager.info(process_id)).status is Status.RUNNING
+    flag.touch()
+    await manager.wait_for(process_id, timeout=10)
+    assert await manager.output(process_id) == b"first\nsecond\n"

@@ -1,0 +1,274 @@
+"""The SQLite store: refusing files that are not ours, its schema, and reopening it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from aiobgproc import AiobgprocError, Command, Manager, Status, StoreError
+
+
+async def _open_fails(path: Path | str) -> StoreError:
+    with pytest.raises(StoreError) as caught:
+        async with Manager(path):
+            pass
+    assert isinstance(caught.value, AiobgprocError)
+    return caught.value
+
+
+def _bytes_of(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+async def test_store_path_that_is_a_directory_raises_store_error(tmp_path: Path) -> None:
+    directory = tmp_path / "jobs.db"
+    directory.mkdir()
+    (directory / "inside.txt").write_bytes(b"keep me")
+
+    error = await _open_fails(directory)
+
+    assert str(directory) in str(error)
+    assert "directory" in str(error)
+    assert _snapshot(directory) == {"inside.txt": b"keep me"}
+
+
+async def test_store_path_below_a_regular_file_raises_store_error(tmp_path: Path) -> None:
+    # Root may write anywhere, so "cannot create the store here" is tested with a parent
+    # that is a file: no user can create a directory entry inside a file.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"plain file contents\n")
+
+    error = await _open_fails(blocker / "jobs.db")
+
+    assert str(blocker) in str(error)
+    assert blocker.read_bytes() == b"plain file contents\n"
+
+
+def _lock_directory(path: Path) -> None:
+    """Make ``path`` unwritable, even for root (who ignores permission bits): as root, mark
+    it immutable with chattr (ext4 and most local file systems honour that)."""
+    if os.geteuid() != 0:
+        path.chmod(0o500)
+        return
+    subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+
+
+def _unlock_directory(path: Path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], check=True, capture_output=True)
+    path.chmod(0o700)
+
+
+async def test_store_in_an_unwritable_directory_raises_store_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _lock_directory(locked)
+    try:
+        error = await _open_fails(locked / "jobs.db")
+        assert str(locked) in str(error)
+        assert list(locked.iterdir()) == []
+    finally:
+        _unlock_directory(locked)
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [
+        pytest.param(b"this is not a database\n" * 100, id="text"),
+        pytest.param(bytes(range(256)) * 64, id="binary"),
+        pytest.param(b"SQLite format 3\x00" + b"\xff" * 4080, id="sqlite-header-then-garbage"),
+    ],
+)
+async def test_store_file_that_is_not_an_sqlite_database_raises_store_error_untouched(
+    tmp_path: Path, contents: bytes
+) -> None:
+    path = tmp_path / "jobs.db"
+    path.write_bytes(contents)
+
+    error = await _open_fails(path)
+
+    assert str(path) in str(error)
+    assert path.read_bytes() == contents
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+async def test_sqlite_database_of_another_application_raises_store_error_untouched(
+    tmp_path: Path, journal_mode: str
+) -> None:
+    path = tmp_path / "theirs.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA journal_mode = {journal_mode}")
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO customers (name) VALUES ('Ada'), ('Grace')")
+        db.commit()
+    contents = path.read_bytes()
+
+    error = await _open_fails(path)
+
+    assert str(path) in str(error)
+    assert path.read_bytes() == contents
+    with closing(sqlite3.connect(path)) as db:
+        names = [row[0] for row in db.execute("SELECT name FROM customers ORDER BY id")]
+    assert names == ["Ada", "Grace"]
+
+
+async def test_sqlite_database_with_a_processes_table_of_someone_else_raises_store_error(
+    tmp_path: Path,
+) -> None:
+    # Same table name as ours, different owner: it must not be taken for our schema.
+    path = tmp_path / "theirs.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE processes (pid INTEGER, command TEXT)")
+        db.commit()
+    contents = path.read_bytes()
+
+    error = await _open_fails(path)
+
+    assert str(path) in str(error)
+    assert path.read_bytes() == contents
+
+
+@pytest.mark.parametrize(
+    "pragma",
+    ["PRAGMA application_id = 12345", "PRAGMA user_version = 3"],
+    ids=["app-id", "version"],
+)
+async def test_empty_sqlite_database_marked_by_another_application_raises_store_error(
+    tmp_path: Path, pragma: str
+) -> None:
+    path = tmp_path / "theirs.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(pragma)
+        db.commit()
+    contents = path.read_bytes()
+
+    error = await _open_fails(path)
+
+    assert str(path) in str(error)
+    assert path.read_bytes() == contents
+
+
+async def test_store_with_a_newer_schema_version_raises_store_error_untouched(
+    store_path: Path,
+) -> None:
+    async with Manager(store_path) as manager:
+        process_id = await manager.start(Command(["true"]))
+        await manager.wait_for(process_id, timeout=10)
+    with closing(sqlite3.connect(store_path)) as db:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        db.execute(f"PRAGMA user_version = {version + 1}")
+        db.commit()
+    contents = _bytes_of(store_path)
+
+    error = await _open_fails(store_path)
+
+    assert str(store_path) in str(error)
+    assert _bytes_of(store_path) == contents
+
+
+async def test_new_store_has_a_schema_version_and_uses_wal(
+    manager: Manager, store_path: Path
+) -> None:
+    process_id = await manager.start(Command(["true"]))
+    await manager.wait_for(process_id, timeout=10)
+    with closing(sqlite3.connect(store_path)) as db:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        (journal_mode,) = db.execute("PRAGMA journal_mode").fetchone()
+        (integrity,) = db.execute("PRAGMA integrity_check").fetchone()
+    assert isinstance(version, int)
+    assert version >= 1
+    assert journal_mode == "wal"
+    assert integrity == "ok"
+
+
+async def test_store_file_and_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "jobs.db"
+    async with Manager(path) as manager:
+        process_id = await manager.start(Command(["true"]))
+        assert (await manager.wait_for(process_id, timeout=10)).status is Status.FINISHED
+    assert path.is_file()
+
+
+async def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    path.touch()
+    async with Manager(path) as manager:
+        process_id = await manager.start(Command(["true"]))
+        assert (await manager.wait_for(process_id, timeout=10)).status is Status.FINISHED
+
+
+async def test_reopening_a_store_keeps_its_processes_and_output(store_path: Path) -> None:
+    async with Manager(store_path) as first:
+        ok = await first.start(Command(["sh", "-c", "echo kept"]))
+        failed = await first.start(Command(["sh", "-c", "echo oops >&2; exit 4"]))
+        infos = {pid: await first.wait_for(pid, timeout=10) for pid in (ok, failed)}
+        listed = await first.list()
+
+    async with Manager(store_path) as second:
+        assert {pid: await second.info(pid) for pid in (ok, failed)} == infos
+        assert await second.list() == listed
+        assert await second.output(ok) == b"kept\n"
+        assert await second.output(failed) == b"oops\n"
+        assert infos[failed].output == {"exit_code": 4}
+        # And the reopened store takes new work.
+        more = await second.start(Command(["true"]))
+        assert (await second.wait_for(more, timeout=10)).status is Status.FINISHED
+        assert [info.id for info in await second.list()] == [more, failed, ok]
+
+
+async def test_sqlite_url_opens_the_same_store_as_the_path(store_path: Path) -> None:
+    async with Manager(store_path) as by_path:
+        process_id = await by_path.start(Command(["true"]))
+        info = await by_path.wait_for(process_id, timeout=10)
+    async with Manager(f"sqlite:///{store_path}", run=False) as by_url:
+        assert await by_url.info(process_id) == info
+
+
+async def test_store_environment_variable_picks_the_default_store(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOBGPROC_STORE", str(store_path))
+    async with Manager() as manager:
+        process_id = await manager.start(Command(["true"]))
+        info = await manager.wait_for(process_id, timeout=10)
+    async with Manager(store_path, run=False) as explicit:
+        assert await explicit.info(process_id) == info
+
+
+async def test_call_cancelled_while_waiting_for_the_write_lock_leaves_the_store_usable(
+    store_path: Path,
+) -> None:
+    # asyncio.wait_for around a call (or close() cancelling the manager's own tasks) must not
+    # leave the store's connection inside a transaction that holds the write lock.
+    async with Manager(store_path, run=False) as client:
+        first = await client.start(Command(["true"]))
+        with closing(sqlite3.connect(store_path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another OS process is writing
+            try:
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(client.start(Command(["true"])), 0.3)
+            finally:
+                other.execute("ROLLBACK")
+        assert (await client.info(first)).status is Status.QUEUED
+
+        with closing(sqlite3.connect(store_path, isolation_level=None, timeout=2)) as other:
+            other.execute("BEGIN IMMEDIATE")  # the write lock is free again
+            other.execute("ROLLBACK")
+        second = await client.start(Command(["true"]))
+        assert (await client.info(second)).status is Status.QUEUED
+        await client.cancel(first)
+        await client.cancel(second)
