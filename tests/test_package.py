@@ -15,6 +15,7 @@ SRC = Path(aiobgproc.__file__).parent
 # Which internal modules each module may import (see docs/design.md).
 LAYER = {
     "errors": 0,
+    "_faults": 0,
     "_clock": 0,
     "models": 0,
     "steps": 1,

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import _clock, _protocol, _spawn
+from ._faults import fault
 from ._output import OutputRecorder
 from .models import Status
 from .store import ProcessRecord, Store
 
 log = logging.getLogger(__name__)
 
+ATTEMPT_VARIABLE = "AIOBGPROC_ATTEMPT"
+"""Set in every child's environment: which attempt at running the process this is (1, 2...)."""
 StopReason = Literal["cancelled", "closing", "lost"]
 _DRAIN_TIMEOUT = 0.5  # after the child exits, how long to wait for its pipe to close
 _PROGRESS_INTERVAL = 0.05  # progress is written at most this often
@@ -120,6 +123,7 @@ class _Runner:
         env = dict(os.environ)
         env.update(self.record.spec.get("env") or {})
         env[_spawn.TAG_VARIABLE] = self.record.id
+        env[ATTEMPT_VARIABLE] = str(self.record.attempts)
         return env
 
     async def _finish(self, status: Status, message: str | None = None, **fields: Any) -> Outcome:
@@ -217,6 +221,7 @@ class CommandRunner(_Runner):
         recorder.on_drain = child.reader.resume
         if self.context.guard is not None:
             self.context.guard.watch(child.os_pid, child.started, self.record.id)
+        fault("after_spawn")
         try:
             if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
                 self.stop.set_result("lost") if not self.stop.done() else None
@@ -286,6 +291,7 @@ class StepsRunner(_Runner):
         return Outcome(Status.INTERRUPTED if recorded else None)
 
     async def _commit_last(self, index: int, name: str, output: dict[str, Any]) -> Outcome:
+        fault("before_step_commit")
         recorded = await self.store.commit_step(
             self.claim, index, name, output, _clock.wall(), final=True
         )
@@ -331,6 +337,7 @@ class StepsRunner(_Runner):
         recorder.on_drain = child.reader.resume
         if self.context.guard is not None:
             self.context.guard.watch(child.os_pid, child.started, self.record.id)
+        fault("after_spawn")
         reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
         exited = False
         try:
@@ -474,6 +481,7 @@ class StepsRunner(_Runner):
                 self._ending = lambda: self._commit_last(index, name, output)
                 await _send(writer, ("exit",))
                 return
+            fault("before_step_commit")
             recorded = await self.store.commit_step(
                 self.claim, index, name, output, _clock.wall(), final=False
             )

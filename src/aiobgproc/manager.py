@@ -17,6 +17,7 @@ from typing import Any, Final, Self
 from . import _clock, _host, _spawn, _spec
 from ._changes import Changes
 from ._errorlog import append_error_block
+from ._faults import fault
 from ._location import open_store
 from ._recovery import recover
 from ._runner import CommandRunner, RunContext, StepsRunner, StopReason
@@ -31,6 +32,8 @@ from .models import STOPPED_STATUSES, ProcessInfo, Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord, Store
 
 log = logging.getLogger(__name__)
+# A library logs, it does not print: without the application's own logging set up, stay silent.
+logging.getLogger("aiobgproc").addHandler(logging.NullHandler())
 
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 _QUEUE: Final = "queue"  # the run loop's wake-up key
@@ -434,6 +437,7 @@ class Manager:
                 finally:
                     self._claiming = False
                 if record is not None:
+                    fault("after_claim")
                     self.jobs_claimed += 1
                     self._launch(record)
                     continue

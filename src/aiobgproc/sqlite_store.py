@@ -23,6 +23,7 @@ from typing import Any, Final, final
 import aiosqlite
 
 from . import _clock
+from ._faults import fault
 from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
@@ -557,6 +558,7 @@ class SQLiteStore:
             )
             if row is None:
                 return False
+            fault("in_proceed")
             merged = _dumps({**(_loads(row[0]) or {}), **data})
             if row[1] >= row[2]:  # paused after the last step: proceeding finishes it
                 await db.execute(
