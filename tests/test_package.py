@@ -37,6 +37,7 @@ LAYER = {
     "_runner": 3,
     "manager": 4,
     "cli": 5,
+    "pytest_plugin": 5,
     "__main__": 6,
 }
 

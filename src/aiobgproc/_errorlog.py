@@ -27,4 +27,9 @@ async def append_error_block(path: str, store: Store, process_id: str, message: 
             await handle.write(block)
     except Exception:
         # The error log is a convenience: failing to write it must not fail the manager.
-        log.exception("process %s: could not append to the error log %s", process_id, path)
+        log.exception(
+            "process %s: could not append to the error log %s",
+            process_id,
+            path,
+            extra={"process_id": process_id},
+        )

@@ -100,6 +100,7 @@ async def recover(
                 record.id,
                 owner or "?",
                 record.attempts,
+                extra={"process_id": record.id},
             )
             recovered.append(record.id)
     for manager in dead:

@@ -179,7 +179,12 @@ class _Runner:
             )
         returncode = await _spawn.wait_exit(child, 5.0)
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
-            log.error("process %s: os pid %d did not exit", self.record.id, child.os_pid)
+            log.error(
+                "process %s: os pid %d did not exit",
+                self.record.id,
+                child.os_pid,
+                extra={"process_id": self.record.id},
+            )
         child.reader.close()
         if self.context.guard is not None:
             self.context.guard.forget(child.os_pid)
@@ -492,7 +497,12 @@ class StepsRunner(_Runner):
             self._on_change(self.record.id)
             await _send(writer, ("ack",))
             return
-        log.warning("process %s: unknown executor frame %r", self.record.id, kind)
+        log.warning(
+            "process %s: unknown executor frame %r",
+            self.record.id,
+            kind,
+            extra={"process_id": self.record.id},
+        )
 
 
 async def _send(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:

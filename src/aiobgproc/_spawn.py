@@ -220,14 +220,25 @@ async def terminate_tree(
     procs = await asyncio.to_thread(find_tree, os_pid, started, tag)
     if not procs:
         return 0
-    log.debug("terminating %d processes of tree %d", len(procs), os_pid)
+    log.debug(
+        "process %s: terminating %d OS processes (tree of %s)",
+        tag or "-",
+        len(procs),
+        os_pid,
+        extra={"process_id": tag},
+    )
     _signal_all(procs, signal.SIGTERM)
     survivors = await _wait_gone(procs, grace)
     # Look again: the tree may have forked while it was being terminated.
     again = await asyncio.to_thread(find_tree, os_pid, started, tag)
     stubborn = {proc.pid: proc for proc in [*survivors, *again] if _alive(proc)}
     if stubborn:
-        log.debug("killing %d processes of tree %d that outlived SIGTERM", len(stubborn), os_pid)
+        log.debug(
+            "process %s: killing %d OS processes that outlived SIGTERM",
+            tag or "-",
+            len(stubborn),
+            extra={"process_id": tag},
+        )
         _signal_all(list(stubborn.values()), signal.SIGKILL)
         await _wait_gone(list(stubborn.values()), 2.0)
     return len(stubborn)

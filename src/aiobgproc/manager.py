@@ -268,7 +268,9 @@ class Manager:
             created_at=_clock.wall(),
         )
         await self._store.insert(process)
-        log.info("process %s queued (%s)", process.id, process.kind)
+        log.info(
+            "process %s queued (%s)", process.id, process.kind, extra={"process_id": process.id}
+        )
         self._changes.notify(_QUEUE)
         return process.id
 
@@ -367,7 +369,9 @@ class Manager:
         if result is None:  # it became terminal meanwhile
             return await self.info(process_id)
         before, cancelled = result
-        log.info("process %s cancelled (was %s)", process_id, before)
+        log.info(
+            "process %s cancelled (was %s)", process_id, before, extra={"process_id": process_id}
+        )
         self._changes.notify(process_id)
         if before is Status.RUNNING:
             await self._stop_running(cancelled)
@@ -406,7 +410,7 @@ class Manager:
             raise InvalidStateError(
                 f"process {process_id} is {current.status}, not interrupted: nothing to proceed"
             )
-        log.info("process %s proceeded", process_id)
+        log.info("process %s proceeded", process_id, extra={"process_id": process_id})
         self._changes.notify(process_id)
         self._changes.notify(_QUEUE)
         return process_id
@@ -474,7 +478,12 @@ class Manager:
         run.task = loop.create_task(self._execute(run, record), name=f"aiobgproc-{record.id}")
 
     async def _execute(self, run: _Run, record: ProcessRecord) -> None:
-        log.info("process %s running (attempt %d)", record.id, record.attempts)
+        log.info(
+            "process %s running (attempt %d)",
+            record.id,
+            record.attempts,
+            extra={"process_id": record.id},
+        )
         runner = (
             CommandRunner(self._context, record, run.stop, self._flushed)
             if record.kind == "command"
@@ -484,9 +493,13 @@ class Manager:
             outcome = await runner.run()
             if outcome.status in (Status.ERROR, Status.TIMEOUT) and self.error_log is not None:
                 await append_error_block(self.error_log, self._store, record.id, outcome.message)
-            log.info("process %s %s", record.id, outcome.status)
+            log.info("process %s %s", record.id, outcome.status, extra={"process_id": record.id})
         except Exception as exc:
-            log.exception("process %s: the manager failed while running it", record.id)
+            log.exception(
+                "process %s: the manager failed while running it",
+                record.id,
+                extra={"process_id": record.id},
+            )
             message = f"internal error in the manager: {type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
                 await self._store.finish(

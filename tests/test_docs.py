@@ -1,0 +1,68 @@
+"""The examples in docs/ are run (or checked against the files they quote)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def blocks(path: Path, language: str, section: str | None = None) -> list[str]:
+    text = path.read_text()
+    if section is not None:
+        start = text.index(f"## {section}")
+        end = text.find("\n## ", start + 1)
+        text = text[start : end if end != -1 else None]
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_cli_session_in_the_docs_runs(tmp_path: Path) -> None:
+    script = "set -euo pipefail\n" + "\n".join(blocks(DOCS / "cli.md", "sh", "A session"))
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("AIOBGPROC_STORE", None)
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hello\nbye\n" in result.stdout
+    assert '"published": true' in result.stdout
+    assert "cancelled" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_testing_guide_example_passes_with_the_plugin(pytester: pytest.Pytester) -> None:
+    files = {}
+    for block in blocks(DOCS / "testing.md", "python"):
+        first, _, body = block.partition("\n")
+        name = first.removeprefix("# ").strip()
+        if name.endswith(".py"):
+            files[name.removesuffix(".py")] = body
+    assert set(files) == {"test_reports", "mysteps"}
+    pytester.makepyfile(**files)
+    pytester.makeini("[pytest]\nasyncio_mode = auto\n")
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_web_guide_quotes_the_example_app_verbatim() -> None:
+    app = (ROOT / "examples" / "fastapi_app.py").read_text()
+    quoted = blocks(DOCS / "web.md", "python")
+    assert len(quoted) == 3
+    for block in quoted:
+        assert block in app, block
