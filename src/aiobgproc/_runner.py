@@ -22,6 +22,7 @@ from typing import Any, Literal
 from . import _clock, _protocol, _spawn
 from ._faults import fault
 from ._output import OutputRecorder
+from ._warm import Zygote
 from .models import Status
 from .store import ProcessRecord, Store
 
@@ -49,6 +50,7 @@ class RunContext:
     max_output_bytes: int | None
     python: str | None = None
     guard: _spawn.Guard | None = None
+    zygote: Zygote | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,17 +321,39 @@ class StepsRunner(_Runner):
             "input": self.record.input or {},
         }
 
+    async def _start_executor(self, recorder: OutputRecorder, channel_fd: int) -> _spawn.Child:
+        """Fork it from the warm executor when there is one; spawn a fresh interpreter when
+        there is not, or when the zygote cannot be reached."""
+        cwd = self.record.spec.get("cwd")
+        if self.context.zygote is not None:
+            try:
+                return await _spawn.spawn_forked(
+                    self.context.zygote,
+                    on_output=recorder.feed,
+                    channel_fd=channel_fd,
+                    cwd=cwd,
+                    env=self._env(),
+                )
+            except ConnectionError as exc:
+                log.warning(
+                    "process %s: warm executor unavailable (%s); spawning",
+                    self.record.id,
+                    exc,
+                    extra={"process_id": self.record.id},
+                )
+        return await _spawn.spawn(
+            self._argv(channel_fd),
+            on_output=recorder.feed,
+            cwd=cwd,
+            env=self._env(),
+            pass_fds=(channel_fd,),
+        )
+
     async def run(self) -> Outcome:
         recorder = await self._recorder()
         ours, theirs = socket.socketpair()
         try:
-            child = await _spawn.spawn(
-                self._argv(theirs.fileno()),
-                on_output=recorder.feed,
-                cwd=self.record.spec.get("cwd"),
-                env=self._env(),
-                pass_fds=(theirs.fileno(),),
-            )
+            child = await self._start_executor(recorder, theirs.fileno())
         except OSError as exc:
             ours.close()
             await recorder.close()

@@ -20,10 +20,12 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import psutil
 
 from . import _clock
+from ._warm import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,23 @@ class PipeReader(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+class ProcessHandle(Protocol):
+    """What the runners need of a child: asyncio's Process, or a zygote's ForkedProcess."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
 @dataclass(slots=True)
 class Child:
-    """A spawned child: the asyncio handle, and what identifies its tree later."""
+    """A spawned child: its handle, and what identifies its tree later."""
 
-    process: asyncio.subprocess.Process
+    process: ProcessHandle
     os_pid: int
     started: float | None
     """The OS create time of the child (psutil), to tell it from a later process with its pid."""
@@ -99,7 +113,6 @@ async def spawn(
 
     Raises OSError (e.g. FileNotFoundError) when the program cannot be started.
     """
-    loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     _enlarge_pipe(read_fd)
     try:
@@ -118,6 +131,13 @@ async def spawn(
         raise
     finally:
         os.close(write_fd)
+    return await _attach(process, read_fd, on_output)
+
+
+async def _attach(
+    process: ProcessHandle, read_fd: int, on_output: Callable[[bytes], bool]
+) -> Child:
+    """Identify a just-started child and start reading its output pipe."""
     started: float | None
     try:
         started = psutil.Process(process.pid).create_time()
@@ -126,11 +146,34 @@ async def spawn(
     reader = PipeReader(on_output)
     pipe = os.fdopen(read_fd, "rb", buffering=0)
     try:
-        await loop.connect_read_pipe(lambda: reader, pipe)
+        await asyncio.get_running_loop().connect_read_pipe(lambda: reader, pipe)
     except BaseException:
         pipe.close()
         raise
     return Child(process=process, os_pid=process.pid, started=started, reader=reader)
+
+
+async def spawn_forked(
+    zygote: Zygote,
+    *,
+    on_output: Callable[[bytes], bool],
+    channel_fd: int,
+    cwd: str | None = None,
+    env: Mapping[str, str],
+) -> Child:
+    """Like spawn, but the child is forked by the warm executor (see _zygote.py): the same
+    session, pipe and channel set-up, without interpreter start-up. Raises ConnectionError
+    when the zygote cannot be reached (the caller falls back to spawn)."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    _enlarge_pipe(read_fd)
+    try:
+        process = await zygote.fork(env, cwd, write_fd, channel_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return await _attach(process, read_fd, on_output)
 
 
 def _same_process(proc: psutil.Process, started: float | None) -> bool:

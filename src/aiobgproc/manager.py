@@ -8,13 +8,13 @@ import dataclasses
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
-from . import _clock, _host, _spawn, _spec
+from . import _clock, _host, _spawn, _spec, _warm
 from ._changes import Changes
 from ._errorlog import append_error_block
 from ._faults import fault
@@ -90,6 +90,8 @@ class Manager:
         lease: float = 10.0,
         max_attempts: int | None = 3,
         max_jobs: int | None = None,
+        warm: bool | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         if concurrency is None:
             concurrency = os.cpu_count() or 1
@@ -124,6 +126,11 @@ class Manager:
         self.lease = lease_s
         self.max_attempts = max_attempts
         self.max_jobs = max_jobs
+        if warm is None:
+            warm = os.environ.get("AIOBGPROC_WARM", "1").lower() not in ("0", "false", "no")
+        self.warm = bool(warm) and _warm.available()
+        self.preload = tuple(preload)
+        self._zygote: _warm.Zygote | None = None
         self.jobs_claimed = 0
         self.id = uuid.uuid4().hex
         self._guard: _spawn.Guard | None = None
@@ -159,7 +166,16 @@ class Manager:
                 )
                 self._guard = _spawn.Guard(self.python)
                 await self._guard.start()
-                self._context = dataclasses.replace(self._context, guard=self._guard)
+                if self.warm:
+                    self._zygote = _warm.Zygote(self.python, self.preload)
+                    try:
+                        await self._zygote.start()
+                    except (OSError, ConnectionError) as exc:
+                        log.warning("manager %s: no warm executor (%s); spawning", self.id, exc)
+                        self._zygote = None
+                self._context = dataclasses.replace(
+                    self._context, guard=self._guard, zygote=self._zygote
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._store.unregister_manager(self.id)
@@ -215,6 +231,9 @@ class Manager:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(run.task)
         try:
+            if self._zygote is not None:
+                await self._zygote.close()
+                self._zygote = None
             if self._guard is not None:
                 await self._guard.close()
                 self._guard = None

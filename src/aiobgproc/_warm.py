@@ -1,0 +1,226 @@
+"""The manager's side of the warm executor (see _zygote.py): ask it to fork executors, learn
+their exit statuses, restart it if it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import marshal
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_BOOT = (
+    "import sys;sys.path[:0]=[p for p in sys.argv[3:] if p];"
+    "from aiobgproc._zygote import main;"
+    "sys.exit(main(int(sys.argv[1]),[n for n in sys.argv[2].split(',') if n]))"
+)
+_UNKNOWN_EXIT = 255  # the zygote died before it could report a child's exit status
+
+
+def available() -> bool:
+    """Whether forking from a zygote works here (POSIX fork and fd passing)."""
+    return hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform == "linux"
+
+
+class ForkedProcess:
+    """A child of the zygote, with the part of asyncio.subprocess.Process the runners use."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def exited(self, returncode: int) -> None:
+        if self.returncode is None:
+            self.returncode = returncode
+            if not self._exited.done():
+                self._exited.set_result(returncode)
+
+
+class Zygote:
+    """One warm executor process, started on first use and restarted if it dies."""
+
+    def __init__(self, python: str | None = None, preload: Sequence[str] = ()) -> None:
+        self._python = python or sys.executable
+        self._preload = list(preload)
+        self._process: asyncio.subprocess.Process | None = None
+        self._socket: socket.socket | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[int] | None = None
+        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._children: dict[int, ForkedProcess] = {}
+        self._early_exits: dict[int, int] = {}
+        self._next_request = 0
+        self._starting: asyncio.Lock = asyncio.Lock()
+        self.os_pid: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return (
+            self._process is not None
+            and self._process.returncode is None
+            and (self._reader is not None and not self._reader.done())
+        )
+
+    async def start(self) -> None:
+        async with self._starting:
+            if self.alive:
+                return
+            await self._stop()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            ours.setblocking(False)
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    self._python,
+                    "-I",
+                    "-S",
+                    "-c",
+                    _BOOT,
+                    str(theirs.fileno()),
+                    ",".join(self._preload),
+                    *sys.path,
+                    pass_fds=(theirs.fileno(),),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+            self._socket = ours
+            loop = asyncio.get_running_loop()
+            self._ready = loop.create_future()
+            self._reader = loop.create_task(self._read(ours), name="aiobgproc-zygote")
+            try:
+                self.os_pid = await asyncio.wait_for(asyncio.shield(self._ready), 30.0)
+            except BaseException:
+                await self._stop()
+                raise
+
+    async def _read(self, control: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await loop.sock_recv(control, 1 << 16)
+                if not data:
+                    return
+                self._dispatch(marshal.loads(data))
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self._lost()
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(int(message[1]))
+        elif kind == "forked":
+            future = self._pending.pop(int(message[1]), None)
+            if future is not None and not future.done():
+                future.set_result(int(message[2]))
+        elif kind == "exit":
+            pid, code = int(message[1]), int(message[2])
+            child = self._children.pop(pid, None)
+            if child is None:
+                self._early_exits[pid] = code
+            else:
+                child.exited(code)
+        elif kind == "warning":
+            log.warning("warm executor: %s", message[1])
+
+    def _lost(self) -> None:
+        """The zygote is gone: fail pending forks; watch orphaned children by pidfd."""
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ConnectionError("the warm executor did not start"))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the warm executor died"))
+        self._pending.clear()
+        for child in list(self._children.values()):
+            _watch_orphan(child)
+        self._children.clear()
+
+    async def fork(
+        self, env: Mapping[str, str], cwd: str | None, out_fd: int, channel_fd: int
+    ) -> ForkedProcess:
+        """A new executor process, forked with ``out_fd`` as stdout/stderr and ``channel_fd``
+        as its channel. Raises ConnectionError if the zygote is not available."""
+        if not self.alive:
+            await self.start()
+        control = self._socket
+        if control is None:
+            raise ConnectionError("the warm executor is not running")
+        loop = asyncio.get_running_loop()
+        self._next_request += 1
+        request = self._next_request
+        future: asyncio.Future[int] = loop.create_future()
+        self._pending[request] = future
+        payload = marshal.dumps(("fork", request, dict(env), cwd))
+        try:
+            while True:
+                try:
+                    socket.send_fds(control, [payload], [out_fd, channel_fd])
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+        except OSError as exc:
+            self._pending.pop(request, None)
+            raise ConnectionError(f"the warm executor is not reachable: {exc}") from exc
+        pid = await future
+        child = ForkedProcess(pid)
+        early = self._early_exits.pop(pid, None)
+        if early is not None:
+            child.exited(early)
+        else:
+            self._children[pid] = child
+        return child
+
+    async def _stop(self) -> None:
+        control, self._socket = self._socket, None
+        if control is not None:
+            control.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            try:
+                await asyncio.wait_for(process.wait(), 5.0)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    async def close(self) -> None:
+        async with self._starting:
+            await self._stop()
+
+
+def _watch_orphan(child: ForkedProcess) -> None:
+    """Learn when a child whose zygote died exits (its status is lost with the zygote)."""
+    try:
+        pidfd = os.pidfd_open(child.pid)
+    except (OSError, AttributeError):
+        child.exited(_UNKNOWN_EXIT)
+        return
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        child.exited(_UNKNOWN_EXIT)
+
+    loop.add_reader(pidfd, readable)

@@ -1,0 +1,132 @@
+"""The warm executor ("zygote"): a lean, pre-started process that forks a fresh executor for
+each process run.
+
+Started by the manager as ``python -I -S -c <boot> <control fd> <preload> <sys.path...>``.
+It imports the executor (and any modules named in ``preload``) once, then waits on a
+SOCK_SEQPACKET control socket. For each ``fork`` request — which carries the run's output
+pipe and channel socket as SCM_RIGHTS file descriptors, its environment and working
+directory — it forks a child that starts a session of its own, takes the pipe as stdout and
+stderr and /dev/null as stdin, and runs ``executor.main`` on the channel: the same executor a
+cold spawn would run, minus interpreter start-up and imports. The zygote reaps its children
+and reports each exit status to the manager, which cannot wait for them itself.
+
+The zygote is single-threaded and never touches the store, so forking it is safe. It exits
+when the manager closes the control socket (or dies).
+"""
+
+from __future__ import annotations
+
+import importlib
+import marshal
+import os
+import select
+import signal
+import socket
+import sys
+
+from . import executor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _send(control: socket.socket, *message: Any) -> None:
+    control.send(marshal.dumps(message))
+
+
+def _reap(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(control, "exit", pid, os.waitstatus_to_exitcode(status))
+
+
+def _child(
+    out_fd: int, channel_fd: int, env: dict[str, str], cwd: str | None, close: list[int]
+) -> None:
+    """In the forked child: become a fresh executor process, run, and never return."""
+    code = 70
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setsid()
+        for fd in close:
+            os.close(fd)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        os.close(out_fd)
+        os.environ.clear()
+        os.environ.update(env)
+        if cwd:
+            os.chdir(cwd)
+        code = executor.main([str(channel_fd)])
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def main(control_fd: int, preload: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = socket.socket(fileno=control_fd)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    os.set_blocking(wake_read, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            _send(control, "warning", f"cannot preload {name!r}: {type(exc).__name__}: {exc}")
+    _send(control, "ready", os.getpid())
+    while True:
+        readable, _, _ = select.select([control.fileno(), wake_read], [], [])
+        if wake_read in readable:
+            try:
+                while os.read(wake_read, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        _reap(control)
+        if control.fileno() not in readable:
+            continue
+        try:
+            data, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
+        except (ConnectionError, OSError):
+            return 0
+        if not data:
+            return 0  # the manager closed the socket (or died)
+        request = marshal.loads(data)
+        if request[0] != "fork" or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        _, request_id, env, cwd = request
+        out_fd, channel_fd = fds
+        pid = os.fork()
+        if pid == 0:
+            _child(out_fd, channel_fd, env, cwd, [control.fileno(), wake_read, wake_write])
+        os.close(out_fd)
+        os.close(channel_fd)
+        _send(control, "forked", request_id, pid)
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]), [name for name in sys.argv[2].split(",") if name]))
