@@ -269,9 +269,12 @@ async def _ended(runner: _Runner, child: _spawn.Child, exited: bool) -> int | No
 
 
 class StepsRunner(_Runner):
-    """Runs a process's steps in an executor child, committing each step's output."""
+    """Runs a process's steps in an executor child, committing each step's output.
 
-    sweep_tagged_on_exit = True
+    After the executor exits, its session is terminated (like a command's); children that a
+    step started in a session of their own are stopped by the executor itself before it
+    exits (see executor.end_escaped_children), which is much cheaper than scanning every
+    process's environment for the tag here."""
 
     def __init__(
         self,

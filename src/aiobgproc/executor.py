@@ -122,7 +122,65 @@ def main(argv: list[str] | None = None) -> int:
         return 3  # the manager went away
     finally:
         _flush_streams()
+    end_escaped_children()
     return 0
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as handle:
+                pids.extend(int(pid) for pid in handle.read().split())
+    except OSError:
+        pass
+    return pids
+
+
+def end_escaped_children(grace: float = 1.0) -> None:
+    """Stop the children a step started in a session of their own and left running.
+
+    Children in the executor's own session are the manager's business (it terminates the
+    session once the executor exits); these would escape that. SIGTERM to their process
+    group, up to ``grace`` seconds, then SIGKILL; each is reaped.
+    """
+    import signal
+    import time
+
+    session = os.getsid(0)
+    escaped = []
+    for pid in _children():
+        try:
+            if os.getsid(pid) != session:
+                escaped.append(pid)
+        except OSError:
+            continue
+    if not escaped:
+        return
+
+    def signal_all(sig: int) -> None:
+        for pid in escaped:
+            try:
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
+            except OSError:
+                pass
+
+    signal_all(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while escaped and time.monotonic() < deadline:
+        escaped = [pid for pid in escaped if os.waitpid(pid, os.WNOHANG)[0] == 0]
+        if escaped:
+            time.sleep(0.01)
+    if escaped:
+        signal_all(signal.SIGKILL)
+        for pid in escaped:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 if __name__ == "__main__":
