@@ -43,7 +43,9 @@ def _tagged(tags: set[str]) -> list[Any]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get("AIOBGPROC_PROCESS_ID") in tags:
+            environ = proc.environ()
+            process_id = environ.get("AIOBGPROC_PROCESS_ID")
+            if process_id and f"{process_id}/{environ.get('AIOBGPROC_CLAIM')}" in tags:
                 found.append(proc)
         except (OSError, psutil.Error):
             continue

@@ -65,7 +65,10 @@ async def recover(
         if manager is None or manager.hostname == _host.hostname():
             # Never signal a process of another host; on ours, kill the old tree first.
             await _spawn.terminate_tree(
-                record.os_pid, record.os_pid_started, grace=grace_period, tag=record.id
+                record.os_pid,
+                record.os_pid_started,
+                grace=grace_period,
+                tag=_spawn.make_tag(record.id, record.claim_token),
             )
         claim = record.claim(owner)
         if record.kind == "command":

@@ -96,6 +96,7 @@ class _Runner:
         self.store = context.store
         self.record = record
         self.claim = record.claim(context.manager_id)
+        self.tag = _spawn.make_tag(record.id, self.claim.token)
         self.stop = stop
         self._on_change = on_change
         self.deadline = None if record.timeout is None else _clock.monotonic() + record.timeout
@@ -107,7 +108,7 @@ class _Runner:
 
     async def _recorder(self) -> OutputRecorder:
         async def write(seq: int, data: bytes, size: int, truncated: bool) -> None:
-            await self.store.append_output(self.record.id, seq, data, size, truncated)
+            await self.store.append_output(self.claim, seq, data, size, truncated)
             self._on_change(self.record.id)
 
         first = await self.store.last_output_seq(self.record.id) + 1
@@ -125,6 +126,7 @@ class _Runner:
         env = dict(os.environ)
         env.update(self.record.spec.get("env") or {})
         env[_spawn.TAG_VARIABLE] = self.record.id
+        env[_spawn.CLAIM_VARIABLE] = str(self.claim.token)
         env[ATTEMPT_VARIABLE] = str(self.record.attempts)
         return env
 
@@ -168,16 +170,14 @@ class _Runner:
                     grace=self.context.grace_period,
                     # A child that exited before its create time could be read cannot be
                     # matched by session: find what it left by its tag instead.
-                    tag=self.record.id
-                    if self.sweep_tagged_on_exit or child.started is None
-                    else None,
+                    tag=self.tag if self.sweep_tagged_on_exit or child.started is None else None,
                 )
         else:
             await _spawn.terminate_tree(
                 child.os_pid,
                 child.started,
                 grace=self.context.grace_period,
-                tag=self.record.id,
+                tag=self.tag,
             )
         returncode = await _spawn.wait_exit(child, 5.0)
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
@@ -227,7 +227,7 @@ class CommandRunner(_Runner):
             )
         recorder.on_drain = child.reader.resume
         if self.context.guard is not None:
-            self.context.guard.watch(child.os_pid, child.started, self.record.id)
+            self.context.guard.watch(child.os_pid, child.started, self.tag)
         fault("after_spawn")
         try:
             if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
@@ -368,7 +368,7 @@ class StepsRunner(_Runner):
             theirs.close()  # the child has its own copy
         recorder.on_drain = child.reader.resume
         if self.context.guard is not None:
-            self.context.guard.watch(child.os_pid, child.started, self.record.id)
+            self.context.guard.watch(child.os_pid, child.started, self.tag)
         fault("after_spawn")
         reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
         exited = False

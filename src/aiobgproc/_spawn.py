@@ -31,6 +31,19 @@ log = logging.getLogger(__name__)
 
 TAG_VARIABLE = "AIOBGPROC_PROCESS_ID"
 """Set in every child's environment to the process id: finds descendants that escaped."""
+CLAIM_VARIABLE = "AIOBGPROC_CLAIM"
+"""Set beside it to the claim's token, so a sweep for one run never touches the next."""
+
+
+def make_tag(process_id: str, token: int) -> str:
+    """What identifies the processes of one run of a process (one claim)."""
+    return f"{process_id}/{token}"
+
+
+def environ_tag(environ: Mapping[str, str]) -> str | None:
+    process_id = environ.get(TAG_VARIABLE)
+    return None if process_id is None else f"{process_id}/{environ.get(CLAIM_VARIABLE)}"
+
 
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -228,7 +241,7 @@ def find_tree(
             if proc.pid in found or proc.pid == me:
                 continue
             try:
-                if proc.environ().get(TAG_VARIABLE) == tag:
+                if environ_tag(proc.environ()) == tag:
                     found[proc.pid] = proc
             except (psutil.Error, OSError):
                 continue

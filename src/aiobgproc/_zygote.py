@@ -35,7 +35,7 @@ def _send(control: socket.socket, *message: Any) -> None:
     control.send(marshal.dumps(message))
 
 
-def _reap(control: socket.socket) -> None:
+def _reap(control: socket.socket | None, children: set[int]) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -43,7 +43,33 @@ def _reap(control: socket.socket) -> None:
             return
         if pid == 0:
             return
-        _send(control, "exit", pid, os.waitstatus_to_exitcode(status))
+        children.discard(pid)
+        if control is not None:
+            try:
+                _send(control, "exit", pid, os.waitstatus_to_exitcode(status))
+            except OSError:
+                pass
+
+
+def _end_children(children: set[int]) -> None:
+    """The manager is gone (its socket closed): its guard stops these too, but the zygote is
+    their parent and the only one that surely knows them all. SIGTERM their sessions, then
+    SIGKILL after a second; reap."""
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in list(children):
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 1.0
+        while children and time.monotonic() < deadline:
+            _reap(None, children)
+            if children:
+                time.sleep(0.01)
+        if not children:
+            return
 
 
 def _child(
@@ -96,6 +122,15 @@ def main(control_fd: int, preload: list[str]) -> int:
         except Exception as exc:
             _send(control, "warning", f"cannot preload {name!r}: {type(exc).__name__}: {exc}")
     _send(control, "ready", os.getpid())
+    children: set[int] = set()
+    try:
+        _serve(control, wake_read, wake_write, children)
+    finally:
+        _end_children(children)
+    return 0
+
+
+def _serve(control: socket.socket, wake_read: int, wake_write: int, children: set[int]) -> None:
     while True:
         readable, _, _ = select.select([control.fileno(), wake_read], [], [])
         if wake_read in readable:
@@ -104,15 +139,15 @@ def main(control_fd: int, preload: list[str]) -> int:
                     pass
             except BlockingIOError:
                 pass
-        _reap(control)
+        _reap(control, children)
         if control.fileno() not in readable:
             continue
         try:
             data, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
         except (ConnectionError, OSError):
-            return 0
+            return
         if not data:
-            return 0  # the manager closed the socket (or died)
+            return  # the manager closed the socket (or died)
         request = marshal.loads(data)
         if request[0] != "fork" or len(fds) != 2:
             for fd in fds:
@@ -123,6 +158,7 @@ def main(control_fd: int, preload: list[str]) -> int:
         pid = os.fork()
         if pid == 0:
             _child(out_fd, channel_fd, env, cwd, [control.fileno(), wake_read, wake_write])
+        children.add(pid)
         os.close(out_fd)
         os.close(channel_fd)
         _send(control, "forked", request_id, pid)

@@ -413,7 +413,10 @@ class Manager:
         # The owner did not react (frozen or gone): kill the tree ourselves, if it is here.
         if record.os_pid is not None:
             await _spawn.terminate_tree(
-                record.os_pid, record.os_pid_started, grace=self.grace_period, tag=record.id
+                record.os_pid,
+                record.os_pid_started,
+                grace=self.grace_period,
+                tag=_spawn.make_tag(record.id, record.claim_token),
             )
 
     async def proceed(self, process_id: str, data: dict[str, Any] | None = None) -> str:

@@ -607,18 +607,25 @@ class SQLiteStore:
     # -- output ------------------------------------------------------------------------------
 
     async def append_output(
-        self, process_id: str, seq: int, data: bytes, output_size: int, truncated: bool
-    ) -> None:
+        self, claim: Claim, seq: int, data: bytes, output_size: int, truncated: bool
+    ) -> bool:
+        # Owner and token, not status: output that arrives after a cancel is still kept, but a
+        # manager that lost the process (recovered, taken over) writes nothing more.
         async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE processes SET output_size = ?, output_truncated = ?"
+                " WHERE id = ? AND owner = ? AND claim_token = ?",
+                (output_size, int(truncated), *_claim_params(claim)),
+            )
+            if cursor.rowcount != 1:
+                raise _Rollback
             if data:
                 await db.execute(
                     "INSERT INTO output_chunks (process_id, seq, data) VALUES (?, ?, ?)",
-                    (process_id, seq, data),
+                    (claim.process_id, seq, data),
                 )
-            await db.execute(
-                "UPDATE processes SET output_size = ?, output_truncated = ? WHERE id = ?",
-                (output_size, int(truncated), process_id),
-            )
+            return True
+        return False
 
     async def read_output(self, process_id: str, after_seq: int = -1) -> list[tuple[int, bytes]]:
         async with self._read() as db:

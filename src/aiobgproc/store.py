@@ -197,8 +197,11 @@ class Store(Protocol):
         ...
 
     async def append_output(
-        self, process_id: str, seq: int, data: bytes, output_size: int, truncated: bool
-    ) -> None: ...
+        self, claim: Claim, seq: int, data: bytes, output_size: int, truncated: bool
+    ) -> bool:
+        """Append a chunk for the run ``claim`` names; False (nothing written) if the process
+        has another owner or claim by now."""
+        ...
 
     async def read_output(
         self, process_id: str, after_seq: int = -1

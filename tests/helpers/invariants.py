@@ -10,7 +10,9 @@ list of problems, empty when all is well:
   none beyond), and a finished one has all its steps;
 - no step output belongs to an unknown process.
 
-``leftover_executors(ids)`` lists live OS processes tagged with one of the process ids.
+``leftover_executors(ids)`` lists live OS processes tagged with one of the process ids, and
+any executor, warm executor or guard of this test run still alive (call it once the
+scenario's managers are gone).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 import psutil
 
 TAG = "AIOBGPROC_PROCESS_ID"
+RUN_MARK = "AIOBGPROC_TEST_RUN"  # set by conftest.py for this test run, inherited by children
+INTERNALS = ("aiobgproc.executor", "aiobgproc._zygote", "aiobgproc._guard")
 TERMINAL = frozenset({"finished", "error", "cancelled", "timeout"})
 AT_REST = TERMINAL | {"queued", "interrupted"}
 
@@ -91,20 +95,21 @@ def check_store(path: str | os.PathLike[str]) -> list[str]:
             indexes = outputs.get(process_id, [])
             if indexes != list(range(step_index)):
                 problems.append(
-                    f"{process_id} ({status}): step outputs {indexes}, expected"
-                    f" 0..{step_index - 1}"
+                    f"{process_id} ({status}): step outputs {indexes}, expected 0..{step_index - 1}"
                 )
             if status == "finished" and step_index != steps_total:
-                problems.append(
-                    f"{process_id}: finished after {step_index} of {steps_total} steps"
-                )
+                problems.append(f"{process_id}: finished after {step_index} of {steps_total} steps")
         for process_id in sorted(set(outputs) - seen):
             problems.append(f"step outputs of unknown process {process_id}")
     return problems
 
 
-def leftover_executors(ids: Iterable[str]) -> list[psutil.Process]:
-    """Live (non-zombie) OS processes whose environment carries one of the process ids."""
+def tagged(ids: Iterable[str]) -> list[psutil.Process]:
+    """Live (non-zombie) OS processes whose environment carries one of the process ids.
+
+    /proc shows the environment a process was exec'd with: a step's children carry the tag,
+    and so does an executor that was spawned; an executor forked by the warm executor does
+    not (its tag was set after the fork), so see also ``aiobgproc_processes``."""
     wanted = set(ids)
     me = os.getpid()
     found: list[psutil.Process] = []
@@ -119,6 +124,40 @@ def leftover_executors(ids: Iterable[str]) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+def aiobgproc_processes() -> list[psutil.Process]:
+    """Live processes of this test run that run aiobgproc's own code outside a manager:
+    executors (spawned, or forked by the warm executor), warm executors and guards."""
+    run = os.environ.get(RUN_MARK)
+    if run is None:
+        return []
+    me = os.getpid()
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            command = " ".join(proc.cmdline())
+            if "aiobgproc" not in command or not any(part in command for part in INTERNALS):
+                continue
+            if proc.environ().get(RUN_MARK) == run:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def leftover_executors(ids: Iterable[str]) -> list[psutil.Process]:
+    """What is still running of the processes ``ids`` once no manager of the scenario runs:
+    processes tagged with one of the ids, and any executor, warm executor or guard of this
+    test run (a forked executor cannot be told apart by its tag from outside)."""
+    found = {proc.pid: proc for proc in tagged(ids)}
+    for proc in aiobgproc_processes():
+        found.setdefault(proc.pid, proc)
+    return list(found.values())
 
 
 def describe(procs: Iterable[psutil.Process]) -> str:

@@ -80,7 +80,8 @@ class Child:
         return self.popen.poll()
 
     def stderr(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def _read_more(self, timeout: float) -> None:
@@ -184,16 +185,6 @@ def guards_of(os_pid: int) -> list[psutil.Process]:
     return found
 
 
-def executors_of(os_pid: int) -> list[psutil.Process]:
-    """Live children of ``os_pid`` other than its guard."""
-    guards = {proc.pid for proc in guards_of(os_pid)}
-    try:
-        children = psutil.Process(os_pid).children()
-    except psutil.Error:
-        return []
-    return [proc for proc in children if proc.pid not in guards and is_alive(proc)]
-
-
 def is_alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -224,6 +215,12 @@ def manager_pids(store: Path) -> set[int]:
     return {row[0] for row in query(store, "SELECT os_pid FROM managers")}
 
 
+def heartbeat_of(store: Path, os_pid: int) -> float | None:
+    """The last heartbeat of the manager registered with OS pid ``os_pid``, if any."""
+    rows = query(store, "SELECT heartbeat_boottime FROM managers WHERE os_pid = ?", (os_pid,))
+    return rows[0][0] if rows else None
+
+
 def read_trace(log: Path) -> list[tuple[str, str, int]]:
     """The lines of a stepmods.durable trace: (process id, step, attempt)."""
     if not log.exists():
@@ -233,3 +230,18 @@ def read_trace(log: Path) -> list[tuple[str, str, int]]:
         process_id, step, attempt = line.split(":")
         entries.append((process_id, step, int(attempt)))
     return entries
+
+
+def descendants(os_pid: int) -> list[psutil.Process]:
+    """The live descendants of ``os_pid`` (children, grandchildren, ...)."""
+    try:
+        return [proc for proc in psutil.Process(os_pid).children(recursive=True) if is_alive(proc)]
+    except psutil.Error:
+        return []
+
+
+def is_guard(proc: psutil.Process) -> bool:
+    try:
+        return "aiobgproc._guard" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False

@@ -18,7 +18,7 @@ from pathlib import Path
 # The tests directory, so that executors (which get this sys.path) can import stepmods.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiobgproc import Manager  # noqa: E402
+from aiobgproc import Manager
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

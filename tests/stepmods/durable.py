@@ -35,8 +35,8 @@ def _trace(data: dict[str, Any], name: str) -> None:
 
 
 def _result(data: dict[str, Any], name: str) -> dict[str, Any]:
-    # The manager that ran the step is the executor's parent.
-    return {**data, f"{name}_attempt": attempt(), "manager_pid": os.getppid()}
+    # The executor's parent: the manager that ran the step, or its warm executor.
+    return {**data, f"{name}_attempt": attempt(), "parent_pid": os.getppid()}
 
 
 def logged(
@@ -51,9 +51,10 @@ def logged(
     return _result(data, name)
 
 
-def gated(data: dict[str, Any], name: str) -> dict[str, Any]:
+def gated(data: dict[str, Any], name: str, say_in_attempt: int | None = None) -> dict[str, Any]:
     """Trace, wait until the file ``data["gate"]`` exists, then append the same line to
-    ``data["ends"]`` (the body has finished: only its result is left to record)."""
+    ``data["ends"]`` (the body has finished: only its result is left to record). In attempt
+    ``say_in_attempt`` it also prints a line just before returning."""
     _trace(data, name)
     gate = Path(data["gate"])
     deadline = time.monotonic() + GATE_TIMEOUT
@@ -61,6 +62,8 @@ def gated(data: dict[str, Any], name: str) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{gate} did not appear within {GATE_TIMEOUT} s")
         time.sleep(0.005)
+    if attempt() == say_in_attempt:
+        print(f"{name}: attempt {attempt()} is done", flush=True)
     if "ends" in data:
         append_line(data["ends"], f"{os.environ['AIOBGPROC_PROCESS_ID']}:{name}:{attempt()}")
     return _result(data, name)
