@@ -6,23 +6,25 @@ Habits that keep "database is locked" away (see docs/design.md):
   is taken (waiting politely) before anything is read, never upgraded from a read;
 - switching to WAL is retried, since SQLite does not apply the busy handler to it;
 - every state change is a compare-and-set on the state it expects.
+
+Each operation — a whole transaction included — runs as one function call in aiosqlite's
+connection thread (one thread hop, not one per statement). A transaction therefore always
+runs to its end, commit or rollback, whatever happens to the coroutine that asked for it:
+cancelling the caller can never leave a transaction open.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, final
+from typing import Any, Final, TypeVar, final
 
 import aiosqlite
 
-from . import _clock
 from ._faults import fault
 from .errors import StoreError
 from .models import Status
@@ -30,8 +32,7 @@ from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
 
 APPLICATION_ID: Final = 0x61626770  # "abgp": marks a file as ours
 SCHEMA_VERSION: Final = 1
-BUSY_TIMEOUT_MS: Final = 200  # per attempt: short, so a cancelled caller is never stuck
-LOCK_WAIT_S: Final = 30.0  # how long a write keeps retrying for the lock in all
+BUSY_TIMEOUT_MS: Final = 30_000  # how long a write waits for another connection's lock
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 _SCHEMA_V1: Final = """
@@ -176,6 +177,47 @@ def _check_path(path: Path) -> None:
         raise StoreError(f"cannot create store {str(path)!r}: directory is not writable")
 
 
+T = TypeVar("T")
+Conn = sqlite3.Connection
+
+
+def _one(db: Conn, sql: str, params: Sequence[Any] = ()) -> Any:
+    return db.execute(sql, params).fetchone()
+
+
+def _begin_immediate(db: Conn) -> None:
+    # busy_timeout makes SQLite wait for the lock; "locked" can still come back at once in a
+    # few cases (e.g. while another connection switches the journal mode): retry those.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _transaction(db: Conn, body: Callable[[Conn], T], on_rollback: T) -> T:
+    """Run ``body`` in one BEGIN IMMEDIATE transaction (in the connection's thread).
+    ``body`` raises _Rollback when its compare-and-set fails: undone, ``on_rollback`` returned."""
+    _begin_immediate(db)
+    try:
+        result = body(db)
+    except _Rollback:
+        db.execute("ROLLBACK")
+        return on_rollback
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
 @final
 class SQLiteStore:
     """A Store in one SQLite file, created on first use. Safe to share between OS processes."""
@@ -183,9 +225,6 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
-        # One connection serves every coroutine of this process; the lock keeps one
-        # coroutine's statements out of another's transaction.
-        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -203,8 +242,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {str(self.path)!r}: {exc}") from None
         try:
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await self._prepare(db)
+            # aiosqlite's _execute runs a function in its connection thread: the one way to
+            # run a whole transaction in a single hop (it has been there since 0.11).
+            await db._execute(self._prepare, db._conn)  # type: ignore[no-untyped-call]
         except BaseException as exc:
             await db.close()
             if isinstance(exc, sqlite3.Error):
@@ -212,160 +252,80 @@ class SQLiteStore:
             raise
         self._db = db
 
-    async def _prepare(self, db: aiosqlite.Connection) -> None:
-        await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("PRAGMA journal_size_limit = 67108864")
-        await self._initialise(db)
-        await self._enable_wal(db)
+    def _prepare(self, db: Conn) -> None:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA journal_size_limit = 67108864")
+        _transaction(db, self._initialise, None)
+        self._enable_wal(db)
 
-    async def _initialise(self, db: aiosqlite.Connection) -> None:
+    def _initialise(self, db: Conn) -> None:
         """Create or migrate the schema, in one write transaction (another process may race)."""
-        await self._begin(db)
-        try:
-            app_id = await self._pragma(db, "application_id")
-            version = await self._pragma(db, "user_version")
-            if app_id == 0 and version == 0:
-                async with db.execute("SELECT count(*) FROM sqlite_master") as cursor:
-                    row = await cursor.fetchone()
-                if row is not None and row[0] > 0:
-                    raise StoreError(
-                        f"{str(self.path)!r} is an SQLite database of something else, "
-                        "not an aiobgproc store"
-                    )
-                await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            elif app_id != APPLICATION_ID:
-                raise StoreError(f"{str(self.path)!r} is not an aiobgproc store")
-            if version > SCHEMA_VERSION:
+        app_id = int(_one(db, "PRAGMA application_id")[0])
+        version = int(_one(db, "PRAGMA user_version")[0])
+        if app_id == 0 and version == 0:
+            if _one(db, "SELECT count(*) FROM sqlite_master")[0] > 0:
                 raise StoreError(
-                    f"store {str(self.path)!r} has schema version {version}, newer than this "
-                    f"aiobgproc understands ({SCHEMA_VERSION}); upgrade aiobgproc"
+                    f"{str(self.path)!r} is an SQLite database of something else, "
+                    "not an aiobgproc store"
                 )
-            for step in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {step + 1}")
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        elif app_id != APPLICATION_ID:
+            raise StoreError(f"{str(self.path)!r} is not an aiobgproc store")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {str(self.path)!r} has schema version {version}, newer than this "
+                f"aiobgproc understands ({SCHEMA_VERSION}); upgrade aiobgproc"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {step + 1}")
 
-    async def _enable_wal(self, db: aiosqlite.Connection) -> None:
+    def _enable_wal(self, db: Conn) -> None:
         # SQLite does not call the busy handler while changing the journal mode: retry.
         for attempt in range(200):
             try:
-                async with db.execute("PRAGMA journal_mode = WAL") as cursor:
-                    row = await cursor.fetchone()
+                row = _one(db, "PRAGMA journal_mode = WAL")
                 if row is not None and str(row[0]).lower() == "wal":
                     return
                 raise StoreError(f"store {str(self.path)!r} cannot use WAL mode (got {row})")
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-                await asyncio.sleep(min(0.002 * (attempt + 1), 0.05))
+                time.sleep(min(0.002 * (attempt + 1), 0.05))
         raise StoreError(f"store {str(self.path)!r} stayed locked while switching to WAL")
-
-    @staticmethod
-    async def _pragma(db: aiosqlite.Connection, name: str) -> int:
-        async with db.execute(f"PRAGMA {name}") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row is not None else 0
 
     async def close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
-            async with self._lock:
-                await db.close()
+            await db.close()
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(connection, *args)`` in the connection's thread: one hop."""
+        db = self._db
+        if db is None:
             raise StoreError("the store is not open")
-        return self._db
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            try:
-                yield self._conn()
-            except sqlite3.Error as exc:
-                raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One short write transaction; the write lock is taken first (BEGIN IMMEDIATE).
-
-        Cancellation cannot leave it open: BEGIN and COMMIT run to completion in
-        aiosqlite's thread whatever happens to the caller, so they are awaited under a
-        shield and an interrupted transaction is always rolled back.
-        """
-        async with self._lock:
-            db = self._conn()
-            await self._begin(db)
-            try:
-                yield db
-            except _Rollback:
-                await self._settle(db.execute("ROLLBACK"), db, started=False)
-                return  # the compare-and-set failed: undone, and reported by the caller
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error, StoreError):
-                    await self._settle(db.execute("ROLLBACK"), db, started=False)
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
-                raise
-            await self._settle(db.execute("COMMIT"), db, started=True)
-
-    async def _begin(self, db: aiosqlite.Connection) -> None:
-        """BEGIN IMMEDIATE, retried while another connection holds the write lock. Each try
-        waits at most BUSY_TIMEOUT_MS inside SQLite, so cancellation takes effect quickly."""
-        deadline = _clock.monotonic() + LOCK_WAIT_S
-        delay = 0.001
-        while True:
-            try:
-                await self._settle(db.execute("BEGIN IMMEDIATE"), db, started=False)
-                return
-            except StoreError as exc:
-                busy = isinstance(exc.__cause__, sqlite3.OperationalError) and (
-                    "locked" in str(exc) or "busy" in str(exc)
-                )
-                if not busy or _clock.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
-    async def _settle(self, statement: Any, db: aiosqlite.Connection, *, started: bool) -> None:
-        """Await a transaction-control statement to its end even if we are cancelled
-        meanwhile; if it was BEGIN (or COMMIT failed), roll back before re-raising."""
-        task = asyncio.ensure_future(statement)
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await task
-                if not started:
-                    await db.execute("ROLLBACK")
-            raise
+            result: T = await db._execute(fn, db._conn, *args)  # type: ignore[no-untyped-call]
         except sqlite3.Error as exc:
-            if started:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
             raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
+        except ValueError as exc:  # aiosqlite: "Connection closed"
+            raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
+        return result
 
-    @staticmethod
-    async def _fetch_one(
-        db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
-    ) -> sqlite3.Row | None:
-        rows = await db.execute_fetchall(sql, params)
-        for row in rows:
-            return row
-        return None
+    async def _write(self, body: Callable[[Conn], T], on_rollback: T) -> T:
+        """``body`` as one write transaction (see _transaction), in one hop."""
+        return await self._call(_transaction, body, on_rollback)
 
     # -- processes ---------------------------------------------------------------------------
 
     async def insert(self, process: NewProcess) -> None:
-        async with self._write() as db:
-            await db.execute(
+        def body(db: Conn) -> None:
+            db.execute(
                 "INSERT INTO processes (id, kind, status, spec, input, timeout, steps_total,"
                 " created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
                 (
@@ -379,11 +339,12 @@ class SQLiteStore:
                 ),
             )
 
+        await self._write(body, None)
+
     async def get(self, process_id: str) -> ProcessRecord | None:
-        async with self._read() as db:
-            row = await self._fetch_one(
-                db, f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)
-            )
+        row = await self._call(
+            _one, f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)
+        )
         return None if row is None else _record(row)
 
     async def list_processes(
@@ -399,13 +360,12 @@ class SQLiteStore:
                 " ORDER BY created_at DESC, id DESC LIMIT ?"
             )
             params = (*(str(status) for status in statuses), limit)
-        async with self._read() as db:
-            rows = await db.execute_fetchall(sql, params)
+        rows = await self._call(_all, sql, params)
         return [_record(row) for row in rows]
 
     async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
-        async with self._write() as db:
-            row = await self._fetch_one(
+        def body(db: Conn) -> Any:
+            return _one(
                 db,
                 "UPDATE processes SET status = 'running', owner = ?, claim_token = claim_token + 1,"
                 " attempts = attempts + 1 - continuing, continuing = 0,"
@@ -415,23 +375,31 @@ class SQLiteStore:
                 f" RETURNING {_COLUMNS}",
                 (owner, now),
             )
+
+        row = await self._write(body, None)
         return None if row is None else _record(row)
 
-    async def set_os_pid(self, claim: Claim, os_pid: int | None, started: float | None) -> bool:
-        async with self._write() as db:
-            cursor = await db.execute(
-                f"UPDATE processes SET os_pid = ?, os_pid_started = ? WHERE {_CLAIMED}",
-                (os_pid, started, *_claim_params(claim)),
+    async def _update_claimed(
+        self, claim: Claim, assignments: str, values: tuple[Any, ...]
+    ) -> bool:
+        def body(db: Conn) -> bool:
+            cursor = db.execute(
+                f"UPDATE processes SET {assignments} WHERE {_CLAIMED}",
+                (*values, *_claim_params(claim)),
             )
             return cursor.rowcount == 1
 
+        return await self._write(body, False)
+
+    async def set_os_pid(self, claim: Claim, os_pid: int | None, started: float | None) -> bool:
+        return await self._update_claimed(
+            claim, "os_pid = ?, os_pid_started = ?", (os_pid, started)
+        )
+
     async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool:
-        async with self._write() as db:
-            cursor = await db.execute(
-                f"UPDATE processes SET progress = ?, progress_message = ? WHERE {_CLAIMED}",
-                (progress, message, *_claim_params(claim)),
-            )
-            return cursor.rowcount == 1
+        return await self._update_claimed(
+            claim, "progress = ?, progress_message = ?", (progress, message)
+        )
 
     async def finish(
         self,
@@ -443,54 +411,43 @@ class SQLiteStore:
         error: dict[str, Any] | None = None,
         exit_code: int | None = None,
     ) -> bool:
-        async with self._write() as db:
-            cursor = await db.execute(
-                "UPDATE processes SET status = ?, output = ?, error = ?, exit_code = ?,"
-                " finished_at = ?, os_pid = NULL, os_pid_started = NULL"
-                f" WHERE {_CLAIMED}",
-                (
-                    str(status),
-                    _dumps(output),
-                    _dumps(error),
-                    exit_code,
-                    now,
-                    *_claim_params(claim),
-                ),
-            )
-            return cursor.rowcount == 1
+        return await self._update_claimed(
+            claim,
+            "status = ?, output = ?, error = ?, exit_code = ?, finished_at = ?,"
+            " os_pid = NULL, os_pid_started = NULL",
+            (str(status), _dumps(output), _dumps(error), exit_code, now),
+        )
 
     async def requeue(self, claim: Claim) -> bool:
-        async with self._write() as db:
-            cursor = await db.execute(
-                "UPDATE processes SET status = 'queued', owner = NULL, os_pid = NULL,"
-                f" os_pid_started = NULL WHERE {_CLAIMED}",
-                _claim_params(claim),
-            )
-            return cursor.rowcount == 1
+        return await self._update_claimed(
+            claim, "status = 'queued', owner = NULL, os_pid = NULL, os_pid_started = NULL", ()
+        )
 
     async def release(self, claim: Claim) -> None:
         """Forget the OS process of a claim that ended otherwise (e.g. cancelled)."""
-        async with self._write() as db:
-            await db.execute(
+
+        def body(db: Conn) -> None:
+            db.execute(
                 "UPDATE processes SET os_pid = NULL, os_pid_started = NULL"
                 " WHERE id = ? AND owner = ? AND claim_token = ?",
                 _claim_params(claim),
             )
 
-    async def start_step(self, claim: Claim, index: int, name: str) -> bool:
-        async with self._write() as db:
-            cursor = await db.execute(
-                "UPDATE processes SET step = ?, step_index = ?, progress = NULL,"
-                f" progress_message = NULL WHERE {_CLAIMED}",
-                (name, index, *_claim_params(claim)),
-            )
-            return cursor.rowcount == 1
+        await self._write(body, None)
 
-    async def _record_step(
-        self, db: aiosqlite.Connection, claim: Claim, index: int, name: str, output: str, now: float
+    async def start_step(self, claim: Claim, index: int, name: str) -> bool:
+        return await self._update_claimed(
+            claim,
+            "step = ?, step_index = ?, progress = NULL, progress_message = NULL",
+            (name, index),
+        )
+
+    @staticmethod
+    def _record_step(
+        db: Conn, claim: Claim, index: int, name: str, output: str, now: float
     ) -> bool:
         # A step's output is recorded once: the primary key refuses a second row.
-        cursor = await db.execute(
+        cursor = db.execute(
             "INSERT INTO step_outputs (process_id, step_index, step_name, attempt, output,"
             " committed_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM processes"
             f" WHERE {_CLAIMED}) ON CONFLICT DO NOTHING",
@@ -510,8 +467,9 @@ class SQLiteStore:
     ) -> bool:
         text = _dumps(output)
         assert text is not None
-        async with self._write() as db:
-            if not await self._record_step(db, claim, index, name, text, now):
+
+        def body(db: Conn) -> bool:
+            if not self._record_step(db, claim, index, name, text, now):
                 return False
             if final:
                 sql = (
@@ -523,21 +481,22 @@ class SQLiteStore:
             else:
                 sql = f"UPDATE processes SET step_index = ?, input = ? WHERE {_CLAIMED}"
                 params = (index + 1, text, *_claim_params(claim))
-            cursor = await db.execute(sql, params)
-            if cursor.rowcount != 1:
+            if db.execute(sql, params).rowcount != 1:
                 raise _Rollback
             return True
-        return False
+
+        return await self._write(body, False)
 
     async def interrupt(
         self, claim: Claim, index: int, name: str, output: dict[str, Any], now: float
     ) -> bool:
         text = _dumps(output)
         assert text is not None
-        async with self._write() as db:
-            if not await self._record_step(db, claim, index, name, text, now):
+
+        def body(db: Conn) -> bool:
+            if not self._record_step(db, claim, index, name, text, now):
                 return False
-            cursor = await db.execute(
+            cursor = db.execute(
                 "UPDATE processes SET status = 'interrupted', step_index = ?, input = ?,"
                 " output = ?, owner = NULL, os_pid = NULL, os_pid_started = NULL,"
                 f" progress = NULL, progress_message = NULL WHERE {_CLAIMED}",
@@ -546,11 +505,12 @@ class SQLiteStore:
             if cursor.rowcount != 1:
                 raise _Rollback
             return True
-        return False
+
+        return await self._write(body, False)
 
     async def proceed(self, process_id: str, data: dict[str, Any], now: float) -> bool:
-        async with self._write() as db:
-            row = await self._fetch_one(
+        def body(db: Conn) -> bool:
+            row = _one(
                 db,
                 "SELECT output, step_index, steps_total FROM processes"
                 " WHERE id = ? AND status = 'interrupted'",
@@ -561,36 +521,36 @@ class SQLiteStore:
             fault("in_proceed")
             merged = _dumps({**(_loads(row[0]) or {}), **data})
             if row[1] >= row[2]:  # paused after the last step: proceeding finishes it
-                await db.execute(
+                db.execute(
                     "UPDATE processes SET status = 'finished', output = ?, input = ?,"
                     " finished_at = ? WHERE id = ? AND status = 'interrupted'",
                     (merged, merged, now, process_id),
                 )
             else:
-                await db.execute(
+                db.execute(
                     "UPDATE processes SET status = 'queued', input = ?, output = NULL,"
                     " continuing = 1 WHERE id = ? AND status = 'interrupted'",
                     (merged, process_id),
                 )
             return True
 
+        return await self._write(body, False)
+
     async def step_outputs(self, process_id: str) -> list[tuple[int, str, int, dict[str, Any]]]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                "SELECT step_index, step_name, attempt, output FROM step_outputs"
-                " WHERE process_id = ? ORDER BY step_index",
-                (process_id,),
-            )
+        rows = await self._call(
+            _all,
+            "SELECT step_index, step_name, attempt, output FROM step_outputs"
+            " WHERE process_id = ? ORDER BY step_index",
+            (process_id,),
+        )
         return [(int(row[0]), str(row[1]), int(row[2]), json.loads(row[3])) for row in rows]
 
     async def cancel(self, process_id: str, now: float) -> tuple[Status, ProcessRecord] | None:
-        async with self._write() as db:
-            before = await self._fetch_one(
-                db, "SELECT status FROM processes WHERE id = ?", (process_id,)
-            )
+        def body(db: Conn) -> tuple[str, Any] | None:
+            before = _one(db, "SELECT status FROM processes WHERE id = ?", (process_id,))
             if before is None or before[0] not in _ACTIVE:
                 return None
-            row = await self._fetch_one(
+            row = _one(
                 db,
                 "UPDATE processes SET status = 'cancelled', finished_at = ?,"
                 " cancel_requested = 1, error = ? WHERE id = ? AND status = ?"
@@ -602,7 +562,10 @@ class SQLiteStore:
                     before[0],
                 ),
             )
-        return None if row is None else (Status(before[0]), _record(row))
+            return None if row is None else (before[0], row)
+
+        result = await self._write(body, None)
+        return None if result is None else (Status(result[0]), _record(result[1]))
 
     # -- output ------------------------------------------------------------------------------
 
@@ -611,8 +574,8 @@ class SQLiteStore:
     ) -> bool:
         # Owner and token, not status: output that arrives after a cancel is still kept, but a
         # manager that lost the process (recovered, taken over) writes nothing more.
-        async with self._write() as db:
-            cursor = await db.execute(
+        def body(db: Conn) -> bool:
+            cursor = db.execute(
                 "UPDATE processes SET output_size = ?, output_truncated = ?"
                 " WHERE id = ? AND owner = ? AND claim_token = ?",
                 (output_size, int(truncated), *_claim_params(claim)),
@@ -620,65 +583,63 @@ class SQLiteStore:
             if cursor.rowcount != 1:
                 raise _Rollback
             if data:
-                await db.execute(
+                db.execute(
                     "INSERT INTO output_chunks (process_id, seq, data) VALUES (?, ?, ?)",
                     (claim.process_id, seq, data),
                 )
             return True
-        return False
+
+        return await self._write(body, False)
 
     async def read_output(self, process_id: str, after_seq: int = -1) -> list[tuple[int, bytes]]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                "SELECT seq, data FROM output_chunks WHERE process_id = ? AND seq > ? ORDER BY seq",
-                (process_id, after_seq),
-            )
+        rows = await self._call(
+            _all,
+            "SELECT seq, data FROM output_chunks WHERE process_id = ? AND seq > ? ORDER BY seq",
+            (process_id, after_seq),
+        )
         return [(int(row[0]), bytes(row[1])) for row in rows]
 
     async def last_output_seq(self, process_id: str) -> int:
-        async with self._read() as db:
-            row = await self._fetch_one(
-                db,
-                "SELECT coalesce(max(seq), -1) FROM output_chunks WHERE process_id = ?",
-                (process_id,),
-            )
+        row = await self._call(
+            _one,
+            "SELECT coalesce(max(seq), -1) FROM output_chunks WHERE process_id = ?",
+            (process_id,),
+        )
         return -1 if row is None else int(row[0])
 
     # -- housekeeping ------------------------------------------------------------------------
 
     async def prune(self, finished_before: float) -> int:
-        terminal = ", ".join(
-            f"'{status}'" for status in ("finished", "error", "cancelled", "timeout")
+        doomed = (
+            "SELECT id FROM processes WHERE status IN"
+            " ('finished', 'error', 'cancelled', 'timeout') AND finished_at < ?"
         )
-        doomed = f"SELECT id FROM processes WHERE status IN ({terminal}) AND finished_at < ?"
-        async with self._write() as db:
-            await db.execute(
+
+        def body(db: Conn) -> int:
+            db.execute(
                 f"DELETE FROM output_chunks WHERE process_id IN ({doomed})", (finished_before,)
             )
-            await db.execute(
+            db.execute(
                 f"DELETE FROM step_outputs WHERE process_id IN ({doomed})", (finished_before,)
             )
-            cursor = await db.execute(
-                f"DELETE FROM processes WHERE status IN ({terminal}) AND finished_at < ?",
-                (finished_before,),
-            )
-            return cursor.rowcount
+            cursor = db.execute(f"DELETE FROM processes WHERE id IN ({doomed})", (finished_before,))
+            return int(cursor.rowcount)
+
+        return await self._write(body, 0)
 
     async def running_owned_by(self, owner: str) -> set[str]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                "SELECT id FROM processes WHERE owner = ? AND status = 'running'", (owner,)
-            )
+        rows = await self._call(
+            _all, "SELECT id FROM processes WHERE owner = ? AND status = 'running'", (owner,)
+        )
         return {str(row[0]) for row in rows}
 
     async def change_counter(self) -> int:
-        async with self._read() as db:
-            row = await self._fetch_one(db, "PRAGMA data_version")
+        row = await self._call(_one, "PRAGMA data_version")
         return 0 if row is None else int(row[0])
 
     async def register_manager(self, manager: ManagerRecord) -> None:
-        async with self._write() as db:
-            await db.execute(
+        def body(db: Conn) -> None:
+            db.execute(
                 "INSERT OR REPLACE INTO managers (id, hostname, boot_id, os_pid, os_pid_started,"
                 " runs, lease, started_at, heartbeat_at, heartbeat_boottime)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -696,24 +657,31 @@ class SQLiteStore:
                 ),
             )
 
+        await self._write(body, None)
+
     async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:
-        async with self._write() as db:
-            cursor = await db.execute(
+        def body(db: Conn) -> bool:
+            cursor = db.execute(
                 "UPDATE managers SET heartbeat_at = ?, heartbeat_boottime = ? WHERE id = ?",
                 (now, boottime, manager_id),
             )
             return cursor.rowcount == 1
 
+        return await self._write(body, False)
+
     async def unregister_manager(self, manager_id: str) -> None:
-        async with self._write() as db:
-            await db.execute("DELETE FROM managers WHERE id = ?", (manager_id,))
+        def body(db: Conn) -> None:
+            db.execute("DELETE FROM managers WHERE id = ?", (manager_id,))
+
+        await self._write(body, None)
 
     async def list_managers(self) -> list[ManagerRecord]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                "SELECT id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at,"
-                " heartbeat_at, heartbeat_boottime FROM managers"
-            )
+        rows = await self._call(
+            _all,
+            "SELECT id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at,"
+            " heartbeat_at, heartbeat_boottime FROM managers",
+            (),
+        )
         return [
             ManagerRecord(
                 id=row[0],
@@ -731,16 +699,19 @@ class SQLiteStore:
         ]
 
     async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_COLUMNS} FROM processes WHERE status = 'running'"
-                " AND (owner IS NULL OR owner != ?)",
-                (owner,),
-            )
+        rows = await self._call(
+            _all,
+            f"SELECT {_COLUMNS} FROM processes WHERE status = 'running'"
+            " AND (owner IS NULL OR owner != ?)",
+            (owner,),
+        )
         return [_record(row) for row in rows]
 
     async def check(self) -> list[str]:
-        async with self._read() as db:
-            rows = await db.execute_fetchall("PRAGMA integrity_check")
+        rows = await self._call(_all, "PRAGMA integrity_check", ())
         problems = [str(row[0]) for row in rows]
         return [] if problems == ["ok"] else problems
+
+
+def _all(db: Conn, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    return db.execute(sql, params).fetchall()
