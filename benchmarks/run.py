@@ -208,6 +208,25 @@ def wait_quiet(limit: float) -> float:
         say(f"waiting for a quiet machine: others use {busy:.0f} % of the CPUs")
 
 
+def source() -> dict[str, Any]:
+    """The commit measured, and whether the working tree differed from it (best effort)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "src")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "src_dirty": None if status is None else bool(status),
+    }
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
@@ -770,6 +789,7 @@ def run_all(options: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         "mode": mode,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "source": source(),
     }
     interference: dict[str, float] = {}
     if options.wait_quiet > 0:
@@ -827,6 +847,8 @@ def table(figures: dict[str, Any]) -> str:
     lines = [
         f"aiobgproc benchmarks, {figures['mode']} mode, {figures['date']}",
         "machine: " + ", ".join(f"{key} {value}" for key, value in figures["machine"].items()),
+        f"source: commit {figures['source']['commit']}"
+        + (" with uncommitted changes in src/" if figures["source"]["src_dirty"] else ""),
         "",
         f"{'figure':26} {'value':>12}  {'target':18} result",
     ]

@@ -85,10 +85,26 @@ async def test_run_steps_raises_process_interrupted_at_pausing_step(kind: str) -
 
 
 def test_process_interrupted_error_carries_the_paused_output() -> None:
+    steps = {
+        "review": Step("stepmods.pausing:Review", "note"),
+        "after": Step("stepmods.basic:seen"),
+    }
     with pytest.raises(ProcessInterruptedError) as caught:
-        aiobgproc.execute_steps({"review": Step("stepmods.pausing:Review", "note")}, {"n": 1})
+        aiobgproc.execute_steps(steps, {"n": 1})
     assert caught.value.step == "review"
     assert _without_pid(caught.value.output) == {"n": 1, "note": "note"}
+    assert aiobgproc.ProcessInterruptedError is ProcessInterruptedError
+
+
+async def test_a_pause_at_the_last_step_returns_its_output() -> None:
+    steps = {"review": Step("stepmods.pausing:Review", "note")}
+    assert _without_pid(aiobgproc.execute_steps(steps, {"n": 1})) == {"n": 1, "note": "note"}
+    assert _without_pid(await aiobgproc.run_steps(steps, {"n": 1})) == {"n": 1, "note": "note"}
+
+
+async def test_execute_steps_runs_async_steps_even_inside_a_running_loop() -> None:
+    output = aiobgproc.execute_steps([Step("stepmods.basic:loop_id")])
+    assert output["loop"] != id(asyncio.get_running_loop())
 
 
 @pytest.mark.parametrize("kind", list(PAUSING_STEPS))

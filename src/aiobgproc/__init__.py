@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         StoreError,
         WaitTimeoutError,
     )
-    from .inprocess import execute_steps, run_steps
+    from .inprocess import ProcessInterruptedError, execute_steps, run_steps
     from .manager import Manager
     from .models import (
         TERMINAL_STATUSES,
@@ -54,6 +54,7 @@ _WHERE = {
     "Manager": "manager",
     "Process": "models",
     "ProcessInfo": "models",
+    "ProcessInterruptedError": "inprocess",
     "ProcessNotFoundError": "errors",
     "Status": "models",
     "Step": "models",
@@ -77,6 +78,7 @@ __all__ = [
     "Manager",
     "Process",
     "ProcessInfo",
+    "ProcessInterruptedError",
     "ProcessNotFoundError",
     "Status",
     "Step",

@@ -1,6 +1,6 @@
 """The guard: a small watchdog process that kills a manager's children if the manager dies.
 
-Each manager starts one guard (``python -I -S -m``-style, in its own session) and keeps the
+Each manager starts one guard (a small Python process in its own session) and keeps the
 write end of its stdin. It tells the guard about every child it spawns ("watch") and every
 child that is gone ("forget"). When the manager dies, even by SIGKILL, the kernel closes that
 pipe; the guard reads EOF and terminates the sessions and tagged descendants of every child

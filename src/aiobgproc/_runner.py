@@ -61,9 +61,10 @@ class Outcome:
 
 
 def executor_argv(python: str | None, fd: int) -> list[str]:
-    """The executor's command line: -I -S skip PYTHON* variables, site and .pth hooks (the
-    manager's sys.path is sent with the job), which halves its start-up."""
-    return [python or sys.executable, "-I", "-S", "-c", _EXECUTOR_BOOT, _PACKAGE_ROOT, str(fd)]
+    """The executor's command line: -I skips PYTHON* variables and the user site (the
+    manager's sys.path is sent with the job). ``site`` still runs: .pth import hooks (e.g.
+    editable installs) must work in the executor as they do in the manager."""
+    return [python or sys.executable, "-I", "-c", _EXECUTOR_BOOT, _PACKAGE_ROOT, str(fd)]
 
 
 def describe_exit(returncode: int) -> str:
@@ -150,8 +151,12 @@ class _Runner:
     async def _timed_out(self) -> Outcome:
         message = f"timed out after {self.record.timeout:g} s"
         return await self._finish(
-            Status.TIMEOUT, message, error=_error("TimeoutError", message, self.record.step)
+            Status.TIMEOUT, message, error=_error("TimeoutError", message, self.current_step)
         )
+
+    @property
+    def current_step(self) -> str | None:
+        return self.record.step
 
     async def _end_child(self, child: _spawn.Child, *, exited: bool) -> int | None:
         """Stop the child's tree (gracefully unless it already exited), close its pipe."""
@@ -311,14 +316,24 @@ class StepsRunner(_Runner):
         await self.store.release(self.claim)
         return Outcome(None)
 
+    @property
+    def current_step(self) -> str | None:
+        return self._step
+
     def _argv(self, fd: int) -> list[str]:
         return executor_argv(self.context.python, fd)
+
+    def _sys_path(self) -> list[str]:
+        """This manager's sys.path, then the entries of the starter's that it lacks."""
+        here = [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path]
+        known = set(here)
+        return here + [entry for entry in self.record.spec.get("path", []) if entry not in known]
 
     def _job(self) -> dict[str, Any]:
         return {
             "process_id": self.record.id,
             "attempt": self.record.attempts,
-            "sys_path": [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path],
+            "sys_path": self._sys_path(),
             "steps": self.record.spec["steps"],
             "start": self.record.step_index,
             "input": self.record.input or {},

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -181,8 +182,13 @@ def _step_spec(name: str, step: object) -> dict[str, Any]:
 
 def process_spec(process: Process) -> dict[str, Any]:
     """The stored form of a Process: its steps, in order, with checked import paths."""
-    pairs = process.steps
-    if not isinstance(pairs, list):
+    if isinstance(process.steps, dict):
+        pairs = list(process.steps.items())
+    elif isinstance(process.steps, list) and all(
+        isinstance(pair, tuple) and len(pair) == 2 for pair in process.steps
+    ):
+        pairs = process.steps
+    else:
         raise InvalidSpecError("steps must be a mapping of names to Steps or a sequence of Steps")
     if not pairs:
         raise InvalidSpecError("a process needs at least one step")
@@ -201,6 +207,8 @@ def process_spec(process: Process) -> dict[str, Any]:
     return {
         "kind": "process",
         "steps": steps,
+        # Where start() found the steps: a worker started elsewhere looks there too.
+        "path": [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path],
         "cwd": _check_cwd(process.cwd),
         "env": _check_env(process.env),
     }

@@ -82,7 +82,6 @@ class Zygote:
                 self._process = await asyncio.create_subprocess_exec(
                     self._python,
                     "-I",
-                    "-S",
                     "-c",
                     _BOOT,
                     str(theirs.fileno()),

@@ -1,7 +1,7 @@
 """The warm executor ("zygote"): a lean, pre-started process that forks a fresh executor for
 each process run.
 
-Started by the manager as ``python -I -S -c <boot> <control fd> <preload> <sys.path...>``.
+Started by the manager as ``python -I -c <boot> <control fd> <preload> <sys.path...>``.
 It imports the executor (and any modules named in ``preload``) once, then waits on a
 SOCK_SEQPACKET control socket. For each ``fork`` request — which carries the run's output
 pipe and channel socket as SCM_RIGHTS file descriptors, its environment and working

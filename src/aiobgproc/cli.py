@@ -53,7 +53,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if match is None:
         raise CliError(f"not a duration: {text!r} (use e.g. 30s, 15m, 12h, 7d)")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    try:
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:
+        raise CliError(f"duration {text!r} is too long") from None
 
 
 def parse_data(text: str | None) -> dict[str, Any] | None:
@@ -74,9 +77,9 @@ def parse_data(text: str | None) -> dict[str, Any] | None:
 class Out:
     """Pleasant on a terminal, plain when piped."""
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
-        self.stream = stream
-        self.tty = stream.isatty() and os.environ.get("NO_COLOR") is None
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = self.stream.isatty() and os.environ.get("NO_COLOR") is None
 
     def paint(self, text: str, status: Status | str | None = None) -> str:
         if not self.tty or status is None:
@@ -179,14 +182,27 @@ async def _needs_worker(manager: Manager) -> bool:
     return True
 
 
-def spawn_burst_worker(store: str) -> int:
-    """Start ``aiobgproc worker --burst`` detached (own session, no terminal): it runs the
-    queue and exits when it is empty."""
+def spawn_burst_worker(store: str) -> None:
+    """Start ``aiobgproc worker --burst`` detached (its own session, no terminal, not our
+    child: a short-lived shell starts it in the background and is reaped here at once). It
+    runs the queue and exits when it is empty."""
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
-        return os.posix_spawn(
-            sys.executable,
-            [sys.executable, "-m", "aiobgproc", "worker", "--burst", "--store", store],
+        shell = os.posix_spawn(
+            "/bin/sh",
+            [
+                "sh",
+                "-c",
+                '"$@" </dev/null >/dev/null 2>&1 &',
+                "sh",
+                sys.executable,
+                "-m",
+                "aiobgproc",
+                "worker",
+                "--burst",
+                "--store",
+                store,
+            ],
             dict(os.environ),
             setsid=True,
             file_actions=[
@@ -197,6 +213,7 @@ def spawn_burst_worker(store: str) -> int:
         )
     finally:
         os.close(devnull)
+    os.waitpid(shell, 0)
 
 
 async def _start_and_report(
@@ -370,7 +387,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 
 async def cmd_prune(args: argparse.Namespace) -> int:
     async with _manager(args) as manager:
-        count = await manager.prune(parse_duration(args.older_than))
+        count = await manager.prune(parse_duration(args.older_than or args.age or "7d"))
     print(count)
     return EXIT_OK
 
@@ -387,16 +404,28 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     await manager.open()
     log.info("worker %s on %s", manager.id, _location.describe(args.store))
     try:
-        idle = asyncio.ensure_future(manager.wait_idle(burst=args.burst))
         stopped = asyncio.ensure_future(stop.wait())
-        waits: set[asyncio.Future[Any]] = {stopped}
-        if args.burst or args.max_jobs is not None:
-            waits.add(idle)
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for future in (idle, stopped):
-            future.cancel()
+        while True:
+            idle = asyncio.ensure_future(manager.wait_idle(burst=args.burst))
+            waits: set[asyncio.Future[Any]] = {stopped}
+            if args.burst or args.max_jobs is not None:
+                waits.add(idle)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await future
+                await idle
+            if stopped.done():
+                break
+            # Idle. Say so in the store first, then look at the queue once more: a `run`
+            # that saw us as a live worker has queued its process by now, and one that looks
+            # later sees no worker and starts its own. Nothing is left behind either way.
+            await manager.stop_claiming()
+            if manager.exhausted or await manager.queue_is_empty():
+                break
+            await manager.resume_claiming()
+        stopped.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopped
     finally:
         await manager.close(finish_timeout=args.grace if stop.is_set() else 0.0)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -475,8 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = add("cancel", cmd_cancel, "cancel a process")
     cancel.add_argument("id")
 
-    prune = add("prune", cmd_prune, "delete processes that ended long ago")
-    prune.add_argument("--older-than", required=True, help="e.g. 7d, 12h, 30m")
+    prune = add("prune", cmd_prune, "delete processes that ended long ago (default: 7d)")
+    prune.add_argument("age", nargs="?", help="e.g. 7d, 12h, 30m (same as --older-than)")
+    prune.add_argument("--older-than", help="e.g. 7d, 12h, 30m")
 
     worker = add("worker", cmd_worker, "run queued processes")
     worker.add_argument("--concurrency", type=int, help="processes at once (default: CPUs)")
@@ -507,6 +537,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # never a traceback on a terminal: one line, and -v for details
+        logging.getLogger("aiobgproc.cli").debug("unexpected error", exc_info=True)
+        print(f"aiobgproc: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

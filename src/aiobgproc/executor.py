@@ -68,8 +68,7 @@ def _report_error(channel: _Channel, index: int, name: str, exc: BaseException) 
     if isinstance(exc, StepOutputError):
         kind, message = "StepOutputError", str(exc)
     else:
-        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        kind = kind.removeprefix("builtins.")
+        kind = type(exc).__name__  # the module is in the traceback
         message = str(exc)
     print(text, file=sys.stderr, end="")
     _flush_streams()

@@ -36,12 +36,27 @@ def _call(spec: dict[str, Any], data: dict[str, Any]) -> tuple[Any, bool]:
 
 
 def _after_step(
-    spec: dict[str, Any], result: Any, interrupting: bool, on_interrupt: OnInterrupt
+    spec: dict[str, Any], result: Any, interrupting: bool, on_interrupt: OnInterrupt, last: bool
 ) -> dict[str, Any]:
     output, interrupt = step_output(spec["name"], result)
-    if (interrupt or interrupting or spec["interrupt"]) and on_interrupt == "raise":
+    pauses = interrupt or interrupting or spec["interrupt"]
+    if pauses and not last and on_interrupt == "raise":
         raise ProcessInterruptedError(spec["name"], output)
     return output
+
+
+def _run_coroutine(awaitable: Any) -> Any:
+    """asyncio.run, or — when this thread already runs a loop — asyncio.run in a thread."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(await_it(awaitable))
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, await_it(awaitable)).result()
 
 
 def execute_steps(
@@ -54,20 +69,20 @@ def execute_steps(
 
     A step that raises propagates its exception; a step that returns something JSON
     cannot carry raises StepOutputError (a TypeError and a ValueError). At a step that
-    interrupts, the default raises ProcessInterruptedError (an InvalidStateError carrying
-    ``step`` and ``output``); ``on_interrupt="continue"`` goes straight on to the next
-    step, as if proceeded with no
-    data. Async steps are run with ``asyncio.run`` (so not from inside a running loop:
-    use ``run_steps`` there).
+    would pause the process (other than the last one), the default raises
+    ProcessInterruptedError (an InvalidStateError carrying ``step`` and ``output``);
+    ``on_interrupt="continue"`` goes straight on to the next step, as if proceeded with no
+    data. A pause at the last step changes nothing: its output is returned. Async steps
+    are run with ``asyncio.run`` (in a helper thread when called from a running loop).
     """
     current = _spec.check_data(data)
-    for spec in _steps(steps):
+    checked = _steps(steps)
+    for index, spec in enumerate(checked):
         result, interrupting = _call(spec, current)
         if hasattr(result, "__await__"):
-            import asyncio
-
-            result = asyncio.run(await_it(result))
-        current = _after_step(spec, result, interrupting, on_interrupt)
+            result = _run_coroutine(result)
+        last = index == len(checked) - 1
+        current = _after_step(spec, result, interrupting, on_interrupt, last)
     return current
 
 
@@ -79,9 +94,11 @@ async def run_steps(
 ) -> dict[str, Any]:
     """Like ``execute_steps``, awaited: async steps run on the calling loop, sync steps inline."""
     current = _spec.check_data(data)
-    for spec in _steps(steps):
+    checked = _steps(steps)
+    for index, spec in enumerate(checked):
         result, interrupting = _call(spec, current)
         if hasattr(result, "__await__"):
             result = await result
-        current = _after_step(spec, result, interrupting, on_interrupt)
+        last = index == len(checked) - 1
+        current = _after_step(spec, result, interrupting, on_interrupt, last)
     return current

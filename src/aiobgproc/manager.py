@@ -137,6 +137,7 @@ class Manager:
         self._context = RunContext(self._store, self.id, grace, max_output_bytes, python)
         self._changes = Changes()
         self._claiming = False
+        self._paused = False
         self._runs: dict[str, _Run] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._run_task: asyncio.Task[None] | None = None
@@ -183,6 +184,7 @@ class Manager:
             raise
         self._open = True
         self._closing = False
+        self._paused = False
         self.jobs_claimed = 0
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -205,6 +207,7 @@ class Manager:
         if not self._open or self._closing:
             return
         self._closing = True
+        await self._announce_runs(False)
         wait = _spec.check_timeout(finish_timeout, "finish_timeout")
         if self._runs and wait != 0:
             pending = [run.done.wait() for run in self._runs.values()]
@@ -452,7 +455,7 @@ class Manager:
     async def _run_loop(self) -> None:
         while not self._closing:
             event = self._changes.event(_QUEUE)
-            if len(self._runs) < self.concurrency and not self.exhausted:
+            if len(self._runs) < self.concurrency and not self.exhausted and not self._paused:
                 self._claiming = True
                 try:
                     record = await self._store.claim_next(self.id, _clock.wall())
@@ -466,8 +469,30 @@ class Manager:
                     fault("after_claim")
                     self.jobs_claimed += 1
                     self._launch(record)
+                    if self.exhausted:
+                        await self._announce_runs(False)
                     continue
             await self._changes.wait(event, _RECHECK)
+
+    async def stop_claiming(self) -> None:
+        """Take no more queued processes (running ones go on), and record that in the store,
+        so that `aiobgproc run` knows to start a worker of its own."""
+        self._paused = True
+        await self._announce_runs(False)
+
+    async def resume_claiming(self) -> None:
+        self._paused = False
+        await self._announce_runs(True)
+        self._changes.notify(_QUEUE)
+
+    async def queue_is_empty(self) -> bool:
+        """Whether no process waits in the queue (of the whole store)."""
+        return await self._queue_is_empty()
+
+    async def _announce_runs(self, runs: bool) -> None:
+        if self.runs_processes:
+            with contextlib.suppress(StoreError):
+                await self._store.set_manager_runs(self.id, runs)
 
     @property
     def exhausted(self) -> bool:

@@ -159,7 +159,7 @@ class Step:
     def __init__(
         self, target: str | Callable[..., Any], *args: Any, interrupt: bool = False, **kwargs: Any
     ) -> None:
-        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "target", _import_path(target))
         object.__setattr__(self, "args", args)
         object.__setattr__(self, "kwargs", dict(kwargs))
         object.__setattr__(self, "interrupt", interrupt)
@@ -170,7 +170,8 @@ class Process:
     """Python steps run one after another in a separate executor process.
 
     ``steps`` is a mapping of unique names to :class:`Step` (order kept) or a sequence of
-    steps (named ``"0"``, ``"1"``, ...). Each step's output is the next one's input.
+    steps (named ``"0"``, ``"1"``, ...); ``process.steps`` is that ordered dict. Each step's
+    output is the next one's input.
     """
 
     steps: Any
@@ -187,11 +188,19 @@ class Process:
         env: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(steps, Mapping):
-            kept: Any = list(steps.items())
+            items = list(steps.items())
+            # A mapping whose keys repeat (a custom one can) stays a list: start() says which.
+            names = {name for name, _ in items}
+            kept: Any = dict(items) if len(names) == len(items) else items
         elif isinstance(steps, str | bytes):
             kept = steps
         else:
-            kept = [(str(index), step) for index, step in enumerate(_as_list(steps))]
+            listed = _as_list(steps)
+            kept = (
+                {str(index): step for index, step in enumerate(listed)}
+                if isinstance(listed, list)
+                else listed
+            )
         object.__setattr__(self, "steps", kept)
         object.__setattr__(self, "timeout", timeout)
         object.__setattr__(self, "cwd", cwd)
@@ -199,7 +208,19 @@ class Process:
 
     @property
     def step_names(self) -> list[str]:
-        return [name for name, _ in self.steps] if isinstance(self.steps, list) else []
+        return list(self.steps) if isinstance(self.steps, dict) else []
+
+
+def _import_path(target: Any) -> Any:
+    """A module-level function or class becomes its "module:qualname" path; anything else is
+    kept as given (start() checks it and explains what is wrong)."""
+    if isinstance(target, str) or not callable(target):
+        return target
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return target
+    return f"{module}:{qualname}"
 
 
 def _as_list(value: Any) -> Any:

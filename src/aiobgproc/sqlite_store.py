@@ -553,14 +553,9 @@ class SQLiteStore:
             row = _one(
                 db,
                 "UPDATE processes SET status = 'cancelled', finished_at = ?,"
-                " cancel_requested = 1, error = ? WHERE id = ? AND status = ?"
+                " cancel_requested = 1 WHERE id = ? AND status = ?"
                 f" RETURNING {_COLUMNS}",
-                (
-                    now,
-                    _dumps({"type": "Cancelled", "message": "cancelled", "traceback": None}),
-                    process_id,
-                    before[0],
-                ),
+                (now, process_id, before[0]),
             )
             return None if row is None else (before[0], row)
 
@@ -668,6 +663,12 @@ class SQLiteStore:
             return cursor.rowcount == 1
 
         return await self._write(body, False)
+
+    async def set_manager_runs(self, manager_id: str, runs: bool) -> None:
+        def body(db: Conn) -> None:
+            db.execute("UPDATE managers SET runs = ? WHERE id = ?", (int(runs), manager_id))
+
+        await self._write(body, None)
 
     async def unregister_manager(self, manager_id: str) -> None:
         def body(db: Conn) -> None:

@@ -225,6 +225,10 @@ class Store(Protocol):
 
     async def unregister_manager(self, manager_id: str) -> None: ...
 
+    async def set_manager_runs(self, manager_id: str, runs: bool) -> None:
+        """Record whether a manager takes work now (a draining worker says it does not)."""
+        ...
+
     async def list_managers(self) -> list[ManagerRecord]: ...
 
     async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
