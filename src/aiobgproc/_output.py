@@ -42,10 +42,13 @@ class OutputRecorder:
         self._closed = False
         self.on_drain: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._flush_loop())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._flush_loop())
 
     def feed(self, data: bytes) -> bool:
         """Take a chunk; False asks the reader to pause until ``on_drain`` is called."""
@@ -58,16 +61,20 @@ class OutputRecorder:
         self._buffer += data
         if len(self._buffer) >= self._flush_bytes:
             self._wake.set()
+        elif self._timer is None and self._loop is not None:
+            # Whatever arrived is stored within flush_interval, even if nothing follows.
+            self._timer = self._loop.call_later(self._flush_interval, self._wake.set)
         return len(self._buffer) < self._max_buffer
 
     async def _flush_loop(self) -> None:
+        # Sleeps until there is something to store: an idle child costs no wake-ups.
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-                except TimeoutError:
-                    pass
+                await self._wake.wait()
                 self._wake.clear()
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
                 await self._flush()
                 if self._closed:
                     return

@@ -112,7 +112,10 @@ class _Runner:
             await self.store.append_output(self.claim, seq, data, size, truncated)
             self._on_change(self.record.id)
 
-        first = await self.store.last_output_seq(self.record.id) + 1
+        # No byte was ever produced: no chunk exists, so no need to ask where they end.
+        first = (
+            await self.store.last_output_seq(self.record.id) + 1 if self.record.output_size else 0
+        )
         recorder = OutputRecorder(
             write,
             first_seq=first,

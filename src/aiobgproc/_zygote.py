@@ -121,6 +121,12 @@ def main(control_fd: int, preload: list[str]) -> int:
             importlib.import_module(name)
         except Exception as exc:
             _send(control, "warning", f"cannot preload {name!r}: {type(exc).__name__}: {exc}")
+    # Forked children share our memory copy-on-write; the cyclic GC touching every object
+    # would copy it all. Freeze what exists now so collections in children leave it alone.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     _send(control, "ready", os.getpid())
     children: set[int] = set()
     try:

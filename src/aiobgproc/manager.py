@@ -138,6 +138,7 @@ class Manager:
         self._changes = Changes()
         self._claiming = False
         self._paused = False
+        self._counter_at_open: int | None = None
         self._runs: dict[str, _Run] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._run_task: asyncio.Task[None] | None = None
@@ -182,6 +183,7 @@ class Manager:
                 await self._store.unregister_manager(self.id)
             await self._store.close()
             raise
+        self._counter_at_open = await self._store.change_counter()
         self._open = True
         self._closing = False
         self._paused = False
@@ -455,20 +457,24 @@ class Manager:
     async def _run_loop(self) -> None:
         while not self._closing:
             event = self._changes.event(_QUEUE)
-            if len(self._runs) < self.concurrency and not self.exhausted and not self._paused:
+            free = self.concurrency - len(self._runs)
+            if self.max_jobs is not None:
+                free = min(free, self.max_jobs - self.jobs_claimed)
+            if free > 0 and not self._paused:
                 self._claiming = True
                 try:
-                    record = await self._store.claim_next(self.id, _clock.wall())
+                    records = await self._store.claim(self.id, _clock.wall(), free)
                 except StoreError:
                     log.exception("manager %s could not claim a process", self.id)
-                    record = None
+                    records = []
                     await asyncio.sleep(self.poll_interval)
                 finally:
                     self._claiming = False
-                if record is not None:
+                for record in records:
                     fault("after_claim")
                     self.jobs_claimed += 1
                     self._launch(record)
+                if records:
                     if self.exhausted:
                         await self._announce_runs(False)
                     continue
@@ -510,8 +516,11 @@ class Manager:
         while True:
             event = self._changes.event(_IDLE)
             empty = burst and await self._queue_is_empty()
-            # Checked after the query: a claim may have landed while it ran.
-            if not self._runs and not self._claiming and (self.exhausted or empty):
+            # A claim in flight may be taking what the query saw: let it land (its processes
+            # are launched the moment it returns), then judge.
+            while self._claiming:
+                await asyncio.sleep(0.001)
+            if not self._runs and (self.exhausted or empty):
                 return
             await self._changes.wait(event, _RECHECK)
 
@@ -569,12 +578,15 @@ class Manager:
         self._changes.notify(process_id)
 
     async def _watch(self) -> None:
-        """Notice what other OS processes change in the store: new work, cancels, finishes."""
-        last = None
+        """Notice what other OS processes change in the store: new work, cancels, finishes.
+
+        The last counter seen is kept while nobody waits: a change that lands between a
+        waiter's read and the next poll then still differs from it and wakes the waiter (at
+        worst the wake-up is spurious; it is never missed)."""
+        last: int | None = self._counter_at_open
         while True:
             if not self.runs_processes and self._changes.waiting == 0:
                 await asyncio.sleep(self.poll_interval)
-                last = None
                 continue
             try:
                 counter = await self._store.change_counter()

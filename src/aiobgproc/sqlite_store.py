@@ -15,6 +15,7 @@ cancelling the caller can never leave a transaction open.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -64,8 +65,8 @@ CREATE TABLE processes (
     started_at REAL,
     finished_at REAL
 );
-CREATE INDEX processes_by_status ON processes (status, created_at);
-CREATE INDEX processes_by_created ON processes (created_at);
+CREATE INDEX processes_by_status ON processes (status, created_at, id);
+CREATE INDEX processes_by_created ON processes (created_at, id);
 CREATE INDEX processes_by_owner ON processes (owner) WHERE owner IS NOT NULL;
 CREATE TABLE output_chunks (
     process_id TEXT NOT NULL,
@@ -125,13 +126,14 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> ProcessRecord:
+def _record(row: sqlite3.Row | tuple[Any, ...], *, full: bool = True) -> ProcessRecord:
+    # ``full=False`` (listings) skips decoding the spec and input, which ProcessInfo never shows.
     return ProcessRecord(
         id=row[0],
         kind=row[1],
         status=Status(row[2]),
-        spec=json.loads(row[3]),
-        input=_loads(row[4]),
+        spec=json.loads(row[3]) if full else {},
+        input=_loads(row[4]) if full else None,
         output=_loads(row[5]),
         error=_loads(row[6]),
         step=row[7],
@@ -218,6 +220,31 @@ def _transaction(db: Conn, body: Callable[[Conn], T], on_rollback: T) -> T:
     return result
 
 
+def _group_commit(db: Conn, writes: list[tuple[Callable[[Conn], Any], Any]]) -> list[Any]:
+    """Several writes in one BEGIN IMMEDIATE transaction, each in a savepoint of its own: one
+    whose compare-and-set fails (_Rollback) or that raises is undone alone. Returns each
+    write's result, its ``on_rollback`` value, or the exception it raised."""
+    _begin_immediate(db)
+    results: list[Any] = []
+    try:
+        for body, on_rollback in writes:
+            db.execute("SAVEPOINT write")
+            try:
+                results.append(body(db))
+            except _Rollback:
+                db.execute("ROLLBACK TO write")
+                results.append(on_rollback)
+            except Exception as exc:
+                db.execute("ROLLBACK TO write")
+                results.append(exc)
+            db.execute("RELEASE write")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return results
+
+
 @final
 class SQLiteStore:
     """A Store in one SQLite file, created on first use. Safe to share between OS processes."""
@@ -225,6 +252,8 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
+        self._pending: list[tuple[Callable[[Conn], Any], Any, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -318,8 +347,45 @@ class SQLiteStore:
         return result
 
     async def _write(self, body: Callable[[Conn], T], on_rollback: T) -> T:
-        """``body`` as one write transaction (see _transaction), in one hop."""
-        return await self._call(_transaction, body, on_rollback)
+        """``body`` as an atomic write (see _group_commit).
+
+        Writes asked for while a transaction is in flight are grouped into the next one
+        (group commit): under load many writes share one BEGIN IMMEDIATE ... COMMIT and one
+        thread hop, each still all-or-nothing inside its own savepoint.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((body, on_rollback, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_writes())
+        result: T = await future
+        return result
+
+    async def _flush_writes(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._call(
+                    _group_commit, [(body, on_rollback) for body, on_rollback, _ in batch]
+                )
+            except BaseException as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(
+                            exc if isinstance(exc, Exception) else StoreError(str(exc))
+                        )
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, sqlite3.Error):
+                    future.set_exception(StoreError(f"store {str(self.path)!r}: {result}"))
+                elif isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -361,7 +427,22 @@ class SQLiteStore:
             )
             params = (*(str(status) for status in statuses), limit)
         rows = await self._call(_all, sql, params)
-        return [_record(row) for row in rows]
+        return [_record(row, full=False) for row in rows]
+
+    async def claim(self, owner: str, now: float, limit: int) -> list[ProcessRecord]:
+        def body(db: Conn) -> list[Any]:
+            return db.execute(
+                "UPDATE processes SET status = 'running', owner = ?, claim_token = claim_token + 1,"
+                " attempts = attempts + 1 - continuing, continuing = 0,"
+                " started_at = coalesce(started_at, ?), os_pid = NULL, os_pid_started = NULL"
+                " WHERE id IN (SELECT id FROM processes WHERE status = 'queued'"
+                " ORDER BY created_at, id LIMIT ?) AND status = 'queued'"
+                f" RETURNING {_COLUMNS}",
+                (owner, now, limit),
+            ).fetchall()
+
+        rows: list[Any] = await self._write(body, [])
+        return sorted((_record(row) for row in rows), key=lambda r: (r.created_at, r.id))
 
     async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
         def body(db: Conn) -> Any:
