@@ -298,6 +298,7 @@ class StepsRunner(_Runner):
         self._pending_progress: tuple[float, str | None] | None = None
         self._progress_at = 0.0
         self._ending: Callable[[], Awaitable[Outcome]] | None = None
+        self._announced: tuple[int, str] | None = None
 
     async def _on_closing(self) -> Outcome:
         # Steps resume: back to the queue at the first step without committed output.
@@ -391,7 +392,13 @@ class StepsRunner(_Runner):
         reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
         exited = False
         try:
-            if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
+            # The first step is known now: record it with the pid, one write instead of two.
+            first = self.record.step_index
+            name = self.record.spec["steps"][first]["name"]
+            self._announced = (first, name)
+            if not await self.store.set_os_pid(
+                self.claim, child.os_pid, child.started, step=self._announced
+            ):
                 self.stop.set_result("lost") if not self.stop.done() else None
             writer.write(_protocol.encode(("job", self._job())))
             await writer.drain()
@@ -501,7 +508,9 @@ class StepsRunner(_Runner):
         if kind == "start":
             self._pending_progress = None
             self._step = frame[2]
-            await self.store.start_step(self.claim, frame[1], frame[2])
+            if (frame[1], frame[2]) != self._announced:
+                await self.store.start_step(self.claim, frame[1], frame[2])
+            self._announced = None
             self._on_progress(self.record.id)
             return
         if kind == "error":

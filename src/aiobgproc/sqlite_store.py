@@ -475,9 +475,22 @@ class SQLiteStore:
 
         return await self._write(body, False)
 
-    async def set_os_pid(self, claim: Claim, os_pid: int | None, started: float | None) -> bool:
+    async def set_os_pid(
+        self,
+        claim: Claim,
+        os_pid: int | None,
+        started: float | None,
+        step: tuple[int, str] | None = None,
+    ) -> bool:
+        if step is None:
+            return await self._update_claimed(
+                claim, "os_pid = ?, os_pid_started = ?", (os_pid, started)
+            )
         return await self._update_claimed(
-            claim, "os_pid = ?, os_pid_started = ?", (os_pid, started)
+            claim,
+            "os_pid = ?, os_pid_started = ?, step_index = ?, step = ?, progress = NULL,"
+            " progress_message = NULL",
+            (os_pid, started, *step),
         )
 
     async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool:

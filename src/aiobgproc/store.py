@@ -142,7 +142,15 @@ class Store(Protocol):
         """Move up to ``limit`` of the oldest queued processes to running for ``owner``."""
         ...
 
-    async def set_os_pid(self, claim: Claim, os_pid: int | None, started: float | None) -> bool: ...
+    async def set_os_pid(
+        self,
+        claim: Claim,
+        os_pid: int | None,
+        started: float | None,
+        step: tuple[int, str] | None = None,
+    ) -> bool:
+        """Record the run's OS process (and, for steps, the step it starts with)."""
+        ...
 
     async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool: ...
 
