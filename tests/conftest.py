@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -79,6 +81,40 @@ def no_leaked_processes() -> Iterator[None]:
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
+
+
+POSTGRES_VARIABLE = "AIOBGPROC_TEST_POSTGRES"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL store URL with a schema of its own, dropped after the test. Skipped (and
+    reported as skipped, with the reason) when AIOBGPROC_TEST_POSTGRES is not set."""
+    base = os.environ.get(POSTGRES_VARIABLE)
+    if not base:
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_VARIABLE} to a postgresql:// URL")
+    asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is not installed")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}schema={schema}"
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(base)
+        try:
+            await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on each store: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "jobs.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ import psutil
 
 @cache
 def hostname() -> str:
-    return socket.gethostname()
+    """This host's name; ``AIOBGPROC_HOSTNAME`` overrides it (containers that share a name,
+    or tests that simulate several hosts on one machine)."""
+    return os.environ.get("AIOBGPROC_HOSTNAME") or socket.gethostname()
 
 
 @cache

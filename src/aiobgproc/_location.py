@@ -44,7 +44,9 @@ def open_store(location: str | os.PathLike[str] | Store | None) -> Store:
             # As in SQLAlchemy: sqlite:///relative.db and sqlite:////absolute/path.db
             text = path[1:] if path.startswith("/") else path
         elif scheme in ("postgresql", "postgres"):
-            raise StoreError("the PostgreSQL store is not available in this version of aiobgproc")
+            from .postgres_store import PostgresStore
+
+            return PostgresStore(text)
         else:
             raise StoreError(f"unknown store URL scheme {parts.scheme!r} in {text!r}")
     from .sqlite_store import SQLiteStore  # imported here: the manager knows only the protocol

@@ -39,7 +39,7 @@ async def orphans(store: Store, me: str) -> tuple[list[ProcessRecord], list[Mana
     # read here is in the list read next, unless it is gone.
     running = await store.running_not_owned_by(me)
     managers = {manager.id: manager for manager in await store.list_managers()}
-    now, boottime = _clock.wall(), _host.boottime()
+    now, boottime = await store.clock(), _host.boottime()
     dead = {
         manager_id: manager
         for manager_id, manager in managers.items()

@@ -27,6 +27,10 @@ from typing import Any, Final, TypeVar, final
 import aiosqlite
 
 from ._faults import fault
+from ._rows import COLUMNS as _COLUMNS
+from ._rows import dumps as _dumps
+from ._rows import loads as _loads
+from ._rows import record as _record
 from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
@@ -100,12 +104,6 @@ CREATE TABLE managers (
 # Migrations from version N to N+1, run in one transaction each; index 0 creates version 1.
 _MIGRATIONS: Final[tuple[str, ...]] = (_SCHEMA_V1,)
 
-_COLUMNS: Final = (
-    "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
-    "progress_message, exit_code, os_pid, os_pid_started, owner, attempts, timeout, "
-    "output_size, output_truncated, cancel_requested, claim_token, created_at, started_at,"
-    " finished_at"
-)
 _CLAIMED: Final = "id = ? AND status = 'running' AND owner = ? AND claim_token = ?"
 _ACTIVE: Final = ("queued", "running", "interrupted")
 
@@ -116,45 +114,6 @@ class _Rollback(Exception):
 
 def _claim_params(claim: Claim) -> tuple[str, str, int]:
     return (claim.process_id, claim.owner, claim.token)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
-def _record(row: sqlite3.Row | tuple[Any, ...], *, full: bool = True) -> ProcessRecord:
-    # ``full=False`` (listings) skips decoding the spec and input, which ProcessInfo never shows.
-    return ProcessRecord(
-        id=row[0],
-        kind=row[1],
-        status=Status(row[2]),
-        spec=json.loads(row[3]) if full else {},
-        input=_loads(row[4]) if full else None,
-        output=_loads(row[5]),
-        error=_loads(row[6]),
-        step=row[7],
-        step_index=row[8],
-        steps_total=row[9],
-        progress=row[10],
-        progress_message=row[11],
-        exit_code=row[12],
-        os_pid=row[13],
-        os_pid_started=row[14],
-        owner=row[15],
-        attempts=row[16],
-        timeout=row[17],
-        output_size=row[18],
-        output_truncated=bool(row[19]),
-        cancel_requested=bool(row[20]),
-        claim_token=row[21],
-        created_at=row[22],
-        started_at=row[23],
-        finished_at=row[24],
-    )
 
 
 def _check_path(path: Path) -> None:
@@ -724,6 +683,9 @@ class SQLiteStore:
             _all, "SELECT id FROM processes WHERE owner = ? AND status = 'running'", (owner,)
         )
         return {str(row[0]) for row in rows}
+
+    async def clock(self) -> float:
+        return time.time()  # one host: its own clock
 
     async def change_counter(self) -> int:
         row = await self._call(_one, "PRAGMA data_version")

@@ -225,6 +225,11 @@ class Store(Protocol):
 
     async def running_owned_by(self, owner: str) -> set[str]: ...
 
+    async def clock(self) -> float:
+        """Now, in epoch seconds, on the clock leases are judged by (the database's, for a
+        server database shared by several hosts)."""
+        ...
+
     async def change_counter(self) -> int:
         """A number that changes whenever another connection commits a change."""
         ...

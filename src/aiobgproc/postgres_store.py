@@ -1,0 +1,741 @@
+"""The PostgreSQL store: the same Store contract as SQLite, for workers on many hosts.
+
+Chosen by a ``postgresql://`` URL; needs ``pip install 'aiobgproc[postgres]'`` (asyncpg).
+A ``?schema=NAME`` parameter keeps aiobgproc's tables in a schema of their own (default
+``aiobgproc``), created on first use.
+
+- Claims take rows with ``FOR UPDATE SKIP LOCKED``: workers never wait for each other.
+- Every change sends ``NOTIFY`` on a channel per schema; a listening connection counts them,
+  so ``change_counter`` costs no round trip and waiters wake as soon as a change commits.
+- Leases are measured on the database's clock (``clock()``), the same for every host.
+- Every state change is a compare-and-set in one transaction, as in SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar, final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ._rows import COLUMNS, dumps, loads, record
+from .errors import StoreError
+from .models import Status
+from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
+
+T = TypeVar("T")
+SCHEMA_VERSION: Final = 1
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_SCHEMA_V1: Final = """
+CREATE TABLE {s}.processes (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    error TEXT,
+    step TEXT,
+    step_index INTEGER NOT NULL DEFAULT 0,
+    steps_total INTEGER NOT NULL DEFAULT 0,
+    progress DOUBLE PRECISION,
+    progress_message TEXT,
+    exit_code INTEGER,
+    os_pid INTEGER,
+    os_pid_started DOUBLE PRECISION,
+    owner TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    timeout DOUBLE PRECISION,
+    output_size BIGINT NOT NULL DEFAULT 0,
+    output_truncated INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    claim_token INTEGER NOT NULL DEFAULT 0,
+    continuing INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL,
+    started_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION
+);
+CREATE INDEX processes_by_status ON {s}.processes (status, created_at, id);
+CREATE INDEX processes_by_created ON {s}.processes (created_at, id);
+CREATE INDEX processes_by_owner ON {s}.processes (owner) WHERE owner IS NOT NULL;
+CREATE TABLE {s}.output_chunks (
+    process_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (process_id, seq)
+);
+CREATE TABLE {s}.step_outputs (
+    process_id TEXT NOT NULL,
+    step_index INTEGER NOT NULL,
+    step_name TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    output TEXT NOT NULL,
+    committed_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (process_id, step_index)
+);
+CREATE TABLE {s}.managers (
+    id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    os_pid INTEGER NOT NULL,
+    os_pid_started DOUBLE PRECISION,
+    runs INTEGER NOT NULL,
+    lease DOUBLE PRECISION NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    heartbeat_boottime DOUBLE PRECISION NOT NULL
+)
+"""
+_NOW: Final = "extract(epoch from clock_timestamp())"
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to undo it when a compare-and-set fails."""
+
+
+def _numbered(sql: str) -> str:
+    """SQLite-style ``?`` placeholders as asyncpg's ``$1, $2, ...``."""
+    count = 0
+
+    def next_mark(_: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return f"${count}"
+
+    return re.sub(r"\?", next_mark, sql)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """The connection URL without our ``schema`` parameter, and the schema name."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = "aiobgproc"
+    kept = []
+    for key, value in query:
+        if key == "schema":
+            schema = value
+        else:
+            kept.append((key, value))
+    if not _NAME.match(schema):
+        raise StoreError(f"schema name {schema!r} must be lowercase letters, digits and _")
+    return urlunsplit(parts._replace(query=urlencode(kept))), schema
+
+
+@final
+class PostgresStore:
+    """A Store in a PostgreSQL database (a schema of its own), shared by any number of hosts."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.schema = split_url(url)
+        self._display = re.sub(r"//[^@/]*@", "//", self.url)
+        self._pool: Any = None
+        self._listener: Any = None
+        self._changes = 0
+        self._channel = f"aiobgproc_{self.schema}"
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._display!r}, schema={self.schema!r})"
+
+    def _t(self, sql: str) -> str:
+        """Qualify our tables with the schema and number the placeholders."""
+        for table in ("processes", "output_chunks", "step_outputs", "managers"):
+            sql = re.sub(rf"\b{table}\b", f"{self.schema}.{table}", sql)
+        return _numbered(sql)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            import asyncpg
+        except ImportError:
+            raise StoreError(
+                "the PostgreSQL store needs asyncpg: pip install 'aiobgproc[postgres]'"
+            ) from None
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+        except (OSError, asyncpg.PostgresError, ValueError) as exc:
+            raise StoreError(f"cannot open store {self._display!r}: {exc}") from None
+        try:
+            await self._initialise()
+            self._listener = await asyncpg.connect(self.url)
+            await self._listener.add_listener(self._channel, self._notified)
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, asyncpg.PostgresError | OSError):
+                raise StoreError(f"cannot open store {self._display!r}: {exc}") from None
+            raise
+
+    def _notified(self, *_: Any) -> None:
+        self._changes += 1
+
+    async def _initialise(self) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # One creator at a time, across hosts.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.schema)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.schema}.meta (key TEXT PRIMARY KEY,"
+                " value TEXT NOT NULL)"
+            )
+            version = await conn.fetchval(
+                f"SELECT value FROM {self.schema}.meta WHERE key = 'schema_version'"
+            )
+            if version is None:
+                tables = await conn.fetchval(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1"
+                    " AND table_name <> 'meta'",
+                    self.schema,
+                )
+                if tables:
+                    raise StoreError(
+                        f"schema {self.schema!r} holds tables of something else, not an"
+                        " aiobgproc store"
+                    )
+                for statement in _SCHEMA_V1.format(s=self.schema).split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute(
+                    f"INSERT INTO {self.schema}.meta VALUES ('schema_version', $1)",
+                    str(SCHEMA_VERSION),
+                )
+            elif int(version) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store schema {self.schema!r} has version {version}, newer than this"
+                    f" aiobgproc understands ({SCHEMA_VERSION}); upgrade aiobgproc"
+                )
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                await listener.close(timeout=5)
+            except Exception:
+                listener.terminate()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await pool.close()
+            except Exception:
+                pool.terminate()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        import asyncpg
+
+        try:
+            async with self._pool.acquire() as conn:
+                if not write:
+                    return await fn(conn)
+                try:
+                    async with conn.transaction():
+                        result = await fn(conn)
+                        await conn.execute("SELECT pg_notify($1, '')", self._channel)
+                        return result
+                except _Rollback:
+                    raise
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"store {self._display!r}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"store {self._display!r}: {exc}") from exc
+
+    async def _write(self, fn: Callable[[Any], Awaitable[T]], on_rollback: T) -> T:
+        try:
+            return await self._run(fn, write=True)
+        except _Rollback:
+            return on_rollback
+
+    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        async def read(conn: Any) -> list[Any]:
+            return list(await conn.fetch(self._t(sql), *params))
+
+        return await self._run(read, write=False)
+
+    async def _fetchrow(self, sql: str, *params: Any) -> Any:
+        rows = await self._fetch(sql, *params)
+        return rows[0] if rows else None
+
+    async def clock(self) -> float:
+        """The database's clock (epoch seconds): the one every host's lease is judged by."""
+        row = await self._fetchrow(f"SELECT {_NOW}")
+        return float(row[0])
+
+    # -- processes ---------------------------------------------------------------------------
+
+    async def insert(self, process: NewProcess) -> None:
+        async def body(conn: Any) -> None:
+            await conn.execute(
+                self._t(
+                    "INSERT INTO processes (id, kind, status, spec, input, timeout, steps_total,"
+                    " created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)"
+                ),
+                process.id,
+                process.kind,
+                process.spec_json(),
+                dumps(process.input),
+                process.timeout,
+                process.steps_total,
+                process.created_at,
+            )
+
+        await self._write(body, None)
+
+    async def get(self, process_id: str) -> ProcessRecord | None:
+        row = await self._fetchrow(f"SELECT {COLUMNS} FROM processes WHERE id = ?", process_id)
+        return None if row is None else record(row)
+
+    async def list_processes(
+        self, statuses: Sequence[Status] | None, limit: int
+    ) -> list[ProcessRecord]:
+        if statuses is None:
+            rows = await self._fetch(
+                f"SELECT {COLUMNS} FROM processes ORDER BY created_at DESC, id DESC LIMIT ?",
+                limit,
+            )
+        else:
+            rows = await self._fetch(
+                f"SELECT {COLUMNS} FROM processes WHERE status = ANY(?::text[])"
+                " ORDER BY created_at DESC, id DESC LIMIT ?",
+                [str(status) for status in statuses],
+                limit,
+            )
+        return [record(row, full=False) for row in rows]
+
+    async def claim(self, owner: str, now: float, limit: int) -> list[ProcessRecord]:
+        async def body(conn: Any) -> list[Any]:
+            return list(
+                await conn.fetch(
+                    self._t(
+                        "UPDATE processes SET status = 'running', owner = ?,"
+                        " claim_token = claim_token + 1, attempts = attempts + 1 - continuing,"
+                        " continuing = 0, started_at = coalesce(started_at, ?), os_pid = NULL,"
+                        " os_pid_started = NULL WHERE id IN (SELECT id FROM processes"
+                        " WHERE status = 'queued' ORDER BY created_at, id LIMIT ?"
+                        f" FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+                    ),
+                    owner,
+                    now,
+                    limit,
+                )
+            )
+
+        rows: list[Any] = await self._write(body, [])
+        return sorted((record(row) for row in rows), key=lambda r: (r.created_at, r.id))
+
+    async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
+        claimed = await self.claim(owner, now, 1)
+        return claimed[0] if claimed else None
+
+    async def _update_claimed(
+        self, claim: Claim, assignments: str, values: tuple[Any, ...]
+    ) -> bool:
+        async def body(conn: Any) -> bool:
+            status = await conn.execute(
+                self._t(
+                    f"UPDATE processes SET {assignments} WHERE id = ? AND status = 'running'"
+                    " AND owner = ? AND claim_token = ?"
+                ),
+                *values,
+                claim.process_id,
+                claim.owner,
+                claim.token,
+            )
+            return bool(status == "UPDATE 1")
+
+        return await self._write(body, False)
+
+    async def set_os_pid(
+        self,
+        claim: Claim,
+        os_pid: int | None,
+        started: float | None,
+        step: tuple[int, str] | None = None,
+    ) -> bool:
+        if step is None:
+            return await self._update_claimed(
+                claim, "os_pid = ?, os_pid_started = ?", (os_pid, started)
+            )
+        return await self._update_claimed(
+            claim,
+            "os_pid = ?, os_pid_started = ?, step_index = ?, step = ?, progress = NULL,"
+            " progress_message = NULL",
+            (os_pid, started, *step),
+        )
+
+    async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool:
+        return await self._update_claimed(
+            claim, "progress = ?, progress_message = ?", (progress, message)
+        )
+
+    async def finish(
+        self,
+        claim: Claim,
+        status: Status,
+        now: float,
+        *,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        exit_code: int | None = None,
+    ) -> bool:
+        return await self._update_claimed(
+            claim,
+            "status = ?, output = ?, error = ?, exit_code = ?, finished_at = ?,"
+            " os_pid = NULL, os_pid_started = NULL",
+            (str(status), dumps(output), dumps(error), exit_code, now),
+        )
+
+    async def requeue(self, claim: Claim) -> bool:
+        return await self._update_claimed(
+            claim, "status = 'queued', owner = NULL, os_pid = NULL, os_pid_started = NULL", ()
+        )
+
+    async def release(self, claim: Claim) -> None:
+        async def body(conn: Any) -> None:
+            await conn.execute(
+                self._t(
+                    "UPDATE processes SET os_pid = NULL, os_pid_started = NULL"
+                    " WHERE id = ? AND owner = ? AND claim_token = ?"
+                ),
+                claim.process_id,
+                claim.owner,
+                claim.token,
+            )
+
+        await self._write(body, None)
+
+    async def start_step(self, claim: Claim, index: int, name: str) -> bool:
+        return await self._update_claimed(
+            claim,
+            "step = ?, step_index = ?, progress = NULL, progress_message = NULL",
+            (name, index),
+        )
+
+    async def _record_step(
+        self, conn: Any, claim: Claim, index: int, name: str, output: str, now: float
+    ) -> bool:
+        status = await conn.execute(
+            self._t(
+                "INSERT INTO step_outputs (process_id, step_index, step_name, attempt, output,"
+                " committed_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM processes"
+                " WHERE id = ? AND status = 'running' AND owner = ? AND claim_token = ?"
+                " FOR UPDATE) ON CONFLICT DO NOTHING"
+            ),
+            claim.process_id,
+            index,
+            name,
+            claim.attempt,
+            output,
+            now,
+            claim.process_id,
+            claim.owner,
+            claim.token,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def commit_step(
+        self,
+        claim: Claim,
+        index: int,
+        name: str,
+        output: dict[str, Any],
+        now: float,
+        *,
+        final: bool,
+    ) -> bool:
+        text = dumps(output)
+        assert text is not None
+
+        async def body(conn: Any) -> bool:
+            if not await self._record_step(conn, claim, index, name, text, now):
+                return False
+            if final:
+                sql = (
+                    "UPDATE processes SET step_index = ?, input = ?, output = ?, status ="
+                    " 'finished', finished_at = ?, os_pid = NULL, os_pid_started = NULL,"
+                    " progress = NULL, progress_message = NULL WHERE id = ? AND status ="
+                    " 'running' AND owner = ? AND claim_token = ?"
+                )
+                params: tuple[Any, ...] = (index + 1, text, text, now)
+            else:
+                sql = (
+                    "UPDATE processes SET step_index = ?, input = ? WHERE id = ? AND status ="
+                    " 'running' AND owner = ? AND claim_token = ?"
+                )
+                params = (index + 1, text)
+            status = await conn.execute(
+                self._t(sql), *params, claim.process_id, claim.owner, claim.token
+            )
+            if status != "UPDATE 1":
+                raise _Rollback
+            return True
+
+        return await self._write(body, False)
+
+    async def interrupt(
+        self, claim: Claim, index: int, name: str, output: dict[str, Any], now: float
+    ) -> bool:
+        text = dumps(output)
+        assert text is not None
+
+        async def body(conn: Any) -> bool:
+            if not await self._record_step(conn, claim, index, name, text, now):
+                return False
+            status = await conn.execute(
+                self._t(
+                    "UPDATE processes SET status = 'interrupted', step_index = ?, input = ?,"
+                    " output = ?, owner = NULL, os_pid = NULL, os_pid_started = NULL,"
+                    " progress = NULL, progress_message = NULL WHERE id = ? AND status ="
+                    " 'running' AND owner = ? AND claim_token = ?"
+                ),
+                index + 1,
+                text,
+                text,
+                claim.process_id,
+                claim.owner,
+                claim.token,
+            )
+            if status != "UPDATE 1":
+                raise _Rollback
+            return True
+
+        return await self._write(body, False)
+
+    async def proceed(self, process_id: str, data: dict[str, Any], now: float) -> bool:
+        async def body(conn: Any) -> bool:
+            row = await conn.fetchrow(
+                self._t(
+                    "SELECT output, step_index, steps_total FROM processes"
+                    " WHERE id = ? AND status = 'interrupted' FOR UPDATE"
+                ),
+                process_id,
+            )
+            if row is None:
+                return False
+            merged = dumps({**(loads(row[0]) or {}), **data})
+            if row[1] >= row[2]:
+                await conn.execute(
+                    self._t(
+                        "UPDATE processes SET status = 'finished', output = ?, input = ?,"
+                        " finished_at = ? WHERE id = ? AND status = 'interrupted'"
+                    ),
+                    merged,
+                    merged,
+                    now,
+                    process_id,
+                )
+            else:
+                await conn.execute(
+                    self._t(
+                        "UPDATE processes SET status = 'queued', input = ?, output = NULL,"
+                        " continuing = 1 WHERE id = ? AND status = 'interrupted'"
+                    ),
+                    merged,
+                    process_id,
+                )
+            return True
+
+        return await self._write(body, False)
+
+    async def step_outputs(self, process_id: str) -> list[tuple[int, str, int, dict[str, Any]]]:
+        rows = await self._fetch(
+            "SELECT step_index, step_name, attempt, output FROM step_outputs"
+            " WHERE process_id = ? ORDER BY step_index",
+            process_id,
+        )
+        return [(int(row[0]), str(row[1]), int(row[2]), json.loads(row[3])) for row in rows]
+
+    async def cancel(self, process_id: str, now: float) -> tuple[Status, ProcessRecord] | None:
+        async def body(conn: Any) -> tuple[str, Any] | None:
+            before = await conn.fetchrow(
+                self._t("SELECT status FROM processes WHERE id = ? FOR UPDATE"), process_id
+            )
+            if before is None or before[0] not in ("queued", "running", "interrupted"):
+                return None
+            row = await conn.fetchrow(
+                self._t(
+                    "UPDATE processes SET status = 'cancelled', finished_at = ?,"
+                    f" cancel_requested = 1 WHERE id = ? AND status = ? RETURNING {COLUMNS}"
+                ),
+                now,
+                process_id,
+                before[0],
+            )
+            return None if row is None else (str(before[0]), row)
+
+        result = await self._write(body, None)
+        return None if result is None else (Status(result[0]), record(result[1]))
+
+    # -- output ------------------------------------------------------------------------------
+
+    async def append_output(
+        self, claim: Claim, seq: int, data: bytes, output_size: int, truncated: bool
+    ) -> bool:
+        async def body(conn: Any) -> bool:
+            status = await conn.execute(
+                self._t(
+                    "UPDATE processes SET output_size = ?, output_truncated = ?"
+                    " WHERE id = ? AND owner = ? AND claim_token = ?"
+                ),
+                output_size,
+                int(truncated),
+                claim.process_id,
+                claim.owner,
+                claim.token,
+            )
+            if status != "UPDATE 1":
+                raise _Rollback
+            if data:
+                await conn.execute(
+                    self._t("INSERT INTO output_chunks (process_id, seq, data) VALUES (?, ?, ?)"),
+                    claim.process_id,
+                    seq,
+                    data,
+                )
+            return True
+
+        return await self._write(body, False)
+
+    async def read_output(self, process_id: str, after_seq: int = -1) -> list[tuple[int, bytes]]:
+        rows = await self._fetch(
+            "SELECT seq, data FROM output_chunks WHERE process_id = ? AND seq > ? ORDER BY seq",
+            process_id,
+            after_seq,
+        )
+        return [(int(row[0]), bytes(row[1])) for row in rows]
+
+    async def last_output_seq(self, process_id: str) -> int:
+        row = await self._fetchrow(
+            "SELECT coalesce(max(seq), -1) FROM output_chunks WHERE process_id = ?", process_id
+        )
+        return -1 if row is None else int(row[0])
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def prune(self, finished_before: float) -> int:
+        doomed = (
+            "SELECT id FROM processes WHERE status IN"
+            " ('finished', 'error', 'cancelled', 'timeout') AND finished_at < ?"
+        )
+
+        async def body(conn: Any) -> int:
+            await conn.execute(
+                self._t(f"DELETE FROM output_chunks WHERE process_id IN ({doomed})"),
+                finished_before,
+            )
+            await conn.execute(
+                self._t(f"DELETE FROM step_outputs WHERE process_id IN ({doomed})"),
+                finished_before,
+            )
+            status = await conn.execute(
+                self._t(f"DELETE FROM processes WHERE id IN ({doomed})"), finished_before
+            )
+            return int(status.split()[-1])
+
+        return await self._write(body, 0)
+
+    async def running_owned_by(self, owner: str) -> set[str]:
+        rows = await self._fetch(
+            "SELECT id FROM processes WHERE owner = ? AND status = 'running'", owner
+        )
+        return {str(row[0]) for row in rows}
+
+    async def change_counter(self) -> int:
+        return self._changes
+
+    async def register_manager(self, manager: ManagerRecord) -> None:
+        async def body(conn: Any) -> None:
+            await conn.execute(
+                self._t(
+                    "INSERT INTO managers (id, hostname, boot_id, os_pid, os_pid_started, runs,"
+                    f" lease, started_at, heartbeat_at, heartbeat_boottime) VALUES (?, ?, ?, ?,"
+                    f" ?, ?, ?, ?, {_NOW}, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " hostname = excluded.hostname, boot_id = excluded.boot_id,"
+                    " os_pid = excluded.os_pid, os_pid_started = excluded.os_pid_started,"
+                    " runs = excluded.runs, lease = excluded.lease,"
+                    " heartbeat_at = excluded.heartbeat_at,"
+                    " heartbeat_boottime = excluded.heartbeat_boottime"
+                ),
+                manager.id,
+                manager.hostname,
+                manager.boot_id,
+                manager.os_pid,
+                manager.os_pid_started,
+                int(manager.runs),
+                manager.lease,
+                manager.started_at,
+                manager.heartbeat_boottime,
+            )
+
+        await self._write(body, None)
+
+    async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:
+        # The database's clock, not the caller's: leases are judged on one clock for all hosts.
+        async def body(conn: Any) -> bool:
+            status = await conn.execute(
+                self._t(
+                    f"UPDATE managers SET heartbeat_at = {_NOW}, heartbeat_boottime = ?"
+                    " WHERE id = ?"
+                ),
+                boottime,
+                manager_id,
+            )
+            return bool(status == "UPDATE 1")
+
+        return await self._write(body, False)
+
+    async def set_manager_runs(self, manager_id: str, runs: bool) -> None:
+        async def body(conn: Any) -> None:
+            await conn.execute(
+                self._t("UPDATE managers SET runs = ? WHERE id = ?"), int(runs), manager_id
+            )
+
+        await self._write(body, None)
+
+    async def unregister_manager(self, manager_id: str) -> None:
+        async def body(conn: Any) -> None:
+            await conn.execute(self._t("DELETE FROM managers WHERE id = ?"), manager_id)
+
+        await self._write(body, None)
+
+    async def list_managers(self) -> list[ManagerRecord]:
+        rows = await self._fetch(
+            "SELECT id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at,"
+            " heartbeat_at, heartbeat_boottime FROM managers"
+        )
+        return [
+            ManagerRecord(
+                id=row[0],
+                hostname=row[1],
+                boot_id=row[2],
+                os_pid=row[3],
+                os_pid_started=row[4],
+                runs=bool(row[5]),
+                lease=row[6],
+                started_at=row[7],
+                heartbeat_at=row[8],
+                heartbeat_boottime=row[9],
+            )
+            for row in rows
+        ]
+
+    async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
+        rows = await self._fetch(
+            f"SELECT {COLUMNS} FROM processes WHERE status = 'running'"
+            " AND (owner IS NULL OR owner <> ?)",
+            owner,
+        )
+        return [record(row) for row in rows]
+
+    async def check(self) -> list[str]:
+        rows = await self._fetch(
+            "SELECT p.step_index, count(s.step_index) FROM processes p LEFT JOIN step_outputs s"
+            " ON s.process_id = p.id WHERE p.kind = 'process' GROUP BY p.id, p.step_index"
+            " HAVING count(s.step_index) <> p.step_index"
+        )
+        return [f"step outputs do not match steps done ({row[0]} vs {row[1]})" for row in rows]

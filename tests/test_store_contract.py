@@ -1,0 +1,251 @@
+"""One contract, every store: the same behaviour on SQLite and on PostgreSQL.
+
+Each test takes ``store_url`` and runs twice. The PostgreSQL runs need a server
+(AIOBGPROC_TEST_POSTGRES); without one they are reported as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+import pytest
+
+from aiobgproc import (
+    Command,
+    InvalidStateError,
+    Manager,
+    Process,
+    ProcessNotFoundError,
+    Status,
+    Step,
+)
+
+HELPERS = Path(__file__).resolve().parent / "helpers"
+WAIT = 30.0
+
+
+async def until(predicate: object, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate() if callable(predicate) else predicate
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_commands_run_and_output_is_byte_exact(store_url: str) -> None:
+    async with Manager(store_url, concurrency=2) as manager:
+        ok = await manager.start(Command(["printf", "a\\377\\000b"]))
+        bad = await manager.start(Command(["sh", "-c", "echo oops >&2; exit 3"]))
+        ok_info = await manager.wait_for(ok, timeout=WAIT)
+        bad_info = await manager.wait_for(bad, timeout=WAIT)
+        assert (ok_info.status, ok_info.output) == (Status.FINISHED, {"exit_code": 0})
+        assert await manager.output(ok) == b"a\xff\x00b"
+        assert (bad_info.status, bad_info.exit_code) == (Status.ERROR, 3)
+        assert await manager.output(bad) == b"oops\n"
+        with pytest.raises(ProcessNotFoundError):
+            await manager.info("nope")
+
+
+async def test_a_timeout_stops_the_command(store_url: str) -> None:
+    async with Manager(store_url, grace_period=0.5) as manager:
+        process_id = await manager.start(Command(["sleep", "30"]), timeout=0.3)
+        info = await manager.wait_for(process_id, timeout=WAIT)
+        assert info.status is Status.TIMEOUT
+
+
+async def test_steps_pause_proceed_and_exactly_one_concurrent_proceed_wins(
+    store_url: str,
+) -> None:
+    process = Process(
+        {
+            "tag": Step("stepmods.basic:add", "tagged", interrupt=True),
+            "done": Step("stepmods.basic:add", "done"),
+        }
+    )
+    async with Manager(store_url) as manager, Manager(store_url, run=False) as other:
+        process_id = await manager.start(process, {"x": 1})
+        paused = await manager.wait_for(process_id, timeout=WAIT)
+        assert (paused.status, paused.output) == (Status.INTERRUPTED, {"x": 1, "tagged": True})
+        results = await asyncio.gather(
+            manager.proceed(process_id, {"by": "first"}),
+            other.proceed(process_id, {"by": "second"}),
+            return_exceptions=True,
+        )
+        assert sorted(type(result).__name__ for result in results) == [
+            "InvalidStateError",
+            "str",
+        ]
+        done = await other.wait_for(process_id, timeout=WAIT)
+        assert done.status is Status.FINISHED
+        assert done.output is not None
+        assert done.output["done"] is True
+        assert done.output["by"] in ("first", "second")
+        with pytest.raises(InvalidStateError):
+            await manager.proceed(process_id)
+        assert [name for _, name, _, _ in await manager.store.step_outputs(process_id)] == [
+            "tag",
+            "done",
+        ]
+
+
+async def test_a_failing_step_is_an_error_with_its_traceback(store_url: str) -> None:
+    async with Manager(store_url) as manager:
+        process_id = await manager.start(
+            Process([Step("stepmods.failing:raise_value_error")]), {"n": 7}
+        )
+        info = await manager.wait_for(process_id, timeout=WAIT)
+        assert info.status is Status.ERROR
+        assert info.error is not None
+        assert info.error.type == "ValueError"
+        assert "bad input: 7" in (info.error.traceback or "")
+
+
+async def test_cancel_from_another_manager_stops_a_running_process(store_url: str) -> None:
+    async with Manager(store_url) as runner, Manager(store_url, run=False) as client:
+        process_id = await client.start(Command(["sleep", "30"]))
+        await until(lambda: _has_pid(runner, process_id))
+        started = time.monotonic()
+        info = await client.cancel(process_id)
+        assert info.status is Status.CANCELLED
+        await until(lambda: _no_pid(runner, process_id), timeout=5)
+        assert time.monotonic() - started < 5
+
+
+async def _has_pid(manager: Manager, process_id: str) -> bool:
+    return (await manager.info(process_id)).os_pid is not None
+
+
+async def _no_pid(manager: Manager, process_id: str) -> bool:
+    return (await manager.info(process_id)).os_pid is None
+
+
+async def test_wait_for_in_a_client_wakes_when_another_manager_finishes(store_url: str) -> None:
+    async with Manager(store_url) as runner, Manager(store_url, run=False) as client:
+        process_id = await client.start(Command(["true"]))
+        info = await client.wait_for(process_id, timeout=WAIT)
+        assert info.status is Status.FINISHED
+        assert runner.jobs_claimed == 1
+
+
+async def test_list_filters_orders_and_prune_deletes(store_url: str) -> None:
+    async with Manager(store_url) as manager:
+        first = await manager.start(Command(["true"]))
+        second = await manager.start(Command(["false"]))
+        await manager.wait_for(first, timeout=WAIT)
+        await manager.wait_for(second, timeout=WAIT)
+        assert [info.id for info in await manager.list()] == [second, first]
+        assert [info.id for info in await manager.list(status="error")] == [second]
+        assert [info.id for info in await manager.list(limit=1)] == [second]
+        assert await manager.prune(timedelta(days=1)) == 0
+        assert await manager.prune(timedelta(0)) == 2
+        assert await manager.list() == []
+
+
+async def test_three_managers_share_the_queue_and_run_each_process_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    command = ["sh", "-c", f'echo "$AIOBGPROC_PROCESS_ID" >> "{log}"']
+    async with (
+        Manager(store_url, concurrency=2) as a,
+        Manager(store_url, concurrency=2) as b,
+        Manager(store_url, concurrency=2) as c,
+    ):
+        ids = [await (a, b, c)[i % 3].start(Command(command)) for i in range(30)]
+        for process_id in ids:
+            assert (await a.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
+        assert a.jobs_claimed + b.jobs_claimed + c.jobs_claimed == 30
+    ran = log.read_text().split()
+    assert sorted(ran) == sorted(ids)
+
+
+def _start_runner(store_url: str, tmp_path: Path, name: str, host: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, AIOBGPROC_HOSTNAME=host)
+    with (tmp_path / f"{name}.stderr").open("w") as stderr:  # the child keeps its own copy
+        process = _popen(store_url, stderr, env)
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("ready")
+    return process
+
+
+def _popen(store_url: str, stderr: TextIO, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(HELPERS / "run_manager.py"),
+            store_url,
+            "--lease",
+            "1.0",
+            "--concurrency",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=env,
+    )
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+    if process.stderr is not None:
+        process.stderr.close()
+
+
+async def test_a_killed_hosts_processes_are_recovered_by_another_host(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Two "hosts" (worker OS processes with different host names): SIGKILL one; the other
+    recovers its step processes by lease alone and finishes them; nothing runs twice."""
+    log = tmp_path / "trace.log"
+    steps = [Step("stepmods.durable:logged", name, sleep=0.3) for name in ("a", "b")]
+    async with Manager(store_url, run=False) as client:
+        host_a = await asyncio.to_thread(_start_runner, store_url, tmp_path, "a", "host-a")
+        try:
+            ids = [await client.start(Process(steps), {"log": str(log)}) for _ in range(4)]
+
+            async def all_running() -> bool:
+                infos = [await client.info(process_id) for process_id in ids]
+                return all(info.status is Status.RUNNING for info in infos)
+
+            await until(all_running)
+            host_a.kill()
+            await asyncio.to_thread(host_a.wait)
+            host_b = await asyncio.to_thread(_start_runner, store_url, tmp_path, "b", "host-b")
+            try:
+                infos = [await client.wait_for(process_id, timeout=WAIT) for process_id in ids]
+            finally:
+                await asyncio.to_thread(_stop, host_b)
+        finally:
+            await asyncio.to_thread(_stop, host_a)
+    assert {info.status for info in infos} == {Status.FINISHED}
+    assert {info.attempts for info in infos} == {2}
+    for process_id in ids:
+        outputs = await _step_rows(store_url, process_id)
+        assert outputs == ["0", "1"]
+
+
+async def _step_rows(store_url: str, process_id: str) -> list[str]:
+    async with Manager(store_url, run=False) as reader:
+        return [name for _, name, _, _ in await reader.store.step_outputs(process_id)]
