@@ -118,6 +118,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def manager(store_path: Path) -> AsyncIterator[Manager]:
-    async with Manager(store_path, concurrency=4) as opened:
+async def manager(store_url: str) -> AsyncIterator[Manager]:
+    """An open Manager, on each store in turn (SQLite, then PostgreSQL when available)."""
+    async with Manager(store_url, concurrency=4) as opened:
         yield opened

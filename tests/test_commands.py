@@ -382,10 +382,10 @@ async def test_wait_for_returns_at_once_for_a_terminal_process(manager: Manager)
 
 
 async def test_wait_for_follows_a_process_that_another_manager_on_the_store_runs(
-    manager: Manager, store_path: Path, tmp_path: Path
+    manager: Manager, store_url: str, tmp_path: Path
 ) -> None:
     flag = tmp_path / "go"
-    async with Manager(store_path, run=False) as client:
+    async with Manager(store_url, run=False) as client:
         process_id = await client.start(Command(wait_for_file_command(flag)))
         running = await until_running(client, process_id)
         assert running.os_pid is not None
@@ -403,13 +403,13 @@ async def test_wait_for_follows_a_process_that_another_manager_on_the_store_runs
 
 
 async def test_cancel_from_another_manager_stops_the_running_command(
-    manager: Manager, store_path: Path, tmp_path: Path
+    manager: Manager, store_url: str, tmp_path: Path
 ) -> None:
     process_id = await manager.start(Command(wait_for_file_command(tmp_path / "never")))
     running = await until_running(manager, process_id)
     assert running.os_pid is not None
     tree = descendants(running.os_pid)
-    async with Manager(store_path, run=False) as client:
+    async with Manager(store_url, run=False) as client:
         info = await client.cancel(process_id)
         assert info.status is Status.CANCELLED
     assert (await manager.wait_for(process_id, timeout=10)).status is Status.CANCELLED

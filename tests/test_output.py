@@ -93,10 +93,10 @@ async def test_stream_output_follows_live_output_until_the_command_ends(
 
 
 async def test_stream_output_from_a_client_manager_follows_another_managers_command(
-    manager: Manager, store_path: Path, tmp_path: Path
+    manager: Manager, store_url: str, tmp_path: Path
 ) -> None:
     flag = tmp_path / "go"
-    async with Manager(store_path, run=False) as client:
+    async with Manager(store_url, run=False) as client:
         process_id = await client.start(Command(wait_for_file_command(flag)))
         received: list[bytes] = []
         async with asyncio.timeout(15):

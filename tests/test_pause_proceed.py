@@ -310,7 +310,7 @@ async def test_of_two_concurrent_proceeds_exactly_one_succeeds(manager: Manager)
 
 
 async def _start_client(
-    store: Path, process_id: str, go: Path, who: str
+    store: Path | str, process_id: str, go: Path, who: str
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -327,14 +327,14 @@ async def _start_client(
 
 
 async def test_of_two_proceeds_from_two_os_processes_exactly_one_succeeds(
-    manager: Manager, store_path: Path, tmp_path: Path
+    manager: Manager, store_url: str, tmp_path: Path
 ) -> None:
     process_id = await manager.start(
         Process([Step("stepmods.pausing:Review"), Step("stepmods.basic:seen")])
     )
     await wait_paused(manager, process_id)
     go = tmp_path / "go"
-    clients = [await _start_client(store_path, process_id, go, who) for who in ("a", "b")]
+    clients = [await _start_client(store_url, process_id, go, who) for who in ("a", "b")]
     try:
         for client in clients:
             assert client.stdout is not None

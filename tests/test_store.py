@@ -180,11 +180,10 @@ async def test_store_with_a_newer_schema_version_raises_store_error_untouched(
     assert _bytes_of(store_path) == contents
 
 
-async def test_new_store_has_a_schema_version_and_uses_wal(
-    manager: Manager, store_path: Path
-) -> None:
-    process_id = await manager.start(Command(["true"]))
-    await manager.wait_for(process_id, timeout=10)
+async def test_new_store_has_a_schema_version_and_uses_wal(store_path: Path) -> None:
+    async with Manager(store_path) as manager:
+        process_id = await manager.start(Command(["true"]))
+        await manager.wait_for(process_id, timeout=10)
     with closing(sqlite3.connect(store_path)) as db:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         (journal_mode,) = db.execute("PRAGMA journal_mode").fetchone()
