@@ -213,11 +213,13 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.stderr.close()
 
 
+@pytest.mark.parametrize("second_host", ["host-b", "host-a"], ids=["other-host", "same-host"])
 async def test_a_killed_hosts_processes_are_recovered_by_another_host(
-    store_url: str, tmp_path: Path
+    store_url: str, tmp_path: Path, second_host: str
 ) -> None:
-    """Two "hosts" (worker OS processes with different host names): SIGKILL one; the other
-    recovers its step processes by lease alone and finishes them; nothing runs twice."""
+    """Two workers: SIGKILL one; the other recovers its step processes and finishes them;
+    nothing is recorded twice. With different host names ("hosts" simulated on one machine)
+    recovery goes by lease alone; on the same host, by the dead worker's pid."""
     log = tmp_path / "trace.log"
     steps = [Step("stepmods.durable:logged", name, sleep=0.3) for name in ("a", "b")]
     async with Manager(store_url, run=False) as client:
@@ -232,7 +234,7 @@ async def test_a_killed_hosts_processes_are_recovered_by_another_host(
             await until(all_running)
             host_a.kill()
             await asyncio.to_thread(host_a.wait)
-            host_b = await asyncio.to_thread(_start_runner, store_url, tmp_path, "b", "host-b")
+            host_b = await asyncio.to_thread(_start_runner, store_url, tmp_path, "b", second_host)
             try:
                 infos = [await client.wait_for(process_id, timeout=WAIT) for process_id in ids]
             finally:
@@ -249,3 +251,38 @@ async def test_a_killed_hosts_processes_are_recovered_by_another_host(
 async def _step_rows(store_url: str, process_id: str) -> list[str]:
     async with Manager(store_url, run=False) as reader:
         return [name for _, name, _, _ in await reader.store.step_outputs(process_id)]
+
+
+def _cli(*args: str, store_url: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, AIOBGPROC_STORE=store_url, PYTHONPATH=str(HELPERS.parent))
+    return subprocess.run(
+        [sys.executable, "-m", "aiobgproc", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_the_command_line_works_the_same_on_each_store(store_url: str, tmp_path: Path) -> None:
+    ran = _cli("run", "--wait", "--", "sh", "-c", "echo on-any-store", store_url=store_url)
+    assert ran.returncode == 0, ran.stderr
+    process_id = ran.stdout.strip()
+    assert _cli("logs", process_id, store_url=store_url).stdout == "on-any-store\n"
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        '{"steps": {"tag": {"target": "stepmods.basic:add", "args": ["t"], "interrupt": true},'
+        ' "done": {"target": "stepmods.basic:add", "args": ["d"]}}}'
+    )
+    started = _cli("start", str(spec), "--data", '{"x": 1}', store_url=store_url)
+    assert started.returncode == 0, started.stderr
+    step_process = started.stdout.strip()
+    assert _cli("wait", step_process, store_url=store_url).returncode == 5  # paused
+    assert _cli("proceed", step_process, store_url=store_url).returncode == 0
+    done = _cli("wait", step_process, "--json", store_url=store_url)
+    assert done.returncode == 0, done.stderr
+    assert '"output": {"x": 1, "t": true, "d": true}' in done.stdout
+    listed = _cli("list", "--json", store_url=store_url)
+    assert process_id in listed.stdout
+    assert step_process in listed.stdout
