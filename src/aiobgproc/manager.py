@@ -139,6 +139,7 @@ class Manager:
         self._claiming = False
         self._paused = False
         self._counter_at_open: int | None = None
+        self._store_changed = asyncio.Event()
         self._runs: dict[str, _Run] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._run_task: asyncio.Task[None] | None = None
@@ -184,6 +185,8 @@ class Manager:
             await self._store.close()
             raise
         self._counter_at_open = await self._store.change_counter()
+        if hasattr(self._store, "on_change"):
+            self._store.on_change = self._store_changed.set
         self._open = True
         self._closing = False
         self._paused = False
@@ -598,7 +601,11 @@ class Manager:
                     self._changes.notify(None)
                     await self._check_runs()
                 last = counter
-            await asyncio.sleep(self.poll_interval)
+            # A store that pushes change notifications (PostgreSQL) wakes us at once;
+            # otherwise this is the poll interval.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._store_changed.wait(), self.poll_interval)
+            self._store_changed.clear()
 
     def _manager_record(self) -> ManagerRecord:
         identity = _host.Identity.here(self.id)

@@ -134,6 +134,8 @@ class PostgresStore:
         self._listener: Any = None
         self._changes = 0
         self._channel = f"aiobgproc_{self.schema}"
+        self.on_change: Callable[[], None] | None = None
+        """Called on every change notification (the manager wakes its watcher with it)."""
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._display!r}, schema={self.schema!r})"
@@ -171,6 +173,8 @@ class PostgresStore:
 
     def _notified(self, *_: Any) -> None:
         self._changes += 1
+        if self.on_change is not None:
+            self.on_change()
 
     async def _initialise(self) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
