@@ -35,6 +35,17 @@ benchmark meters the CPU used outside this script's process tree while it runs
 ``--store PATH_OR_URL`` names the store file the benchmarks use (default: a file in a
 temporary directory). It must not exist: it is created afresh for each benchmark and
 deleted at the end.
+
+``--store postgresql://...`` runs them on the PostgreSQL store (asyncpg): each benchmark
+gets a schema of its own (``?schema=bench_<random>``, dropped when it ends); B5 COPYs its
+rows into that schema's ``processes`` table. B3 then also compares with procrastinate (its
+tasks in benchmarks/procrastinate_tasks.py) on the same server, in a database of its own
+(``bench_procrastinate_<random>``, dropped at the end), its worker a subprocess with
+concurrency = CPU count: ``b3_pg_ours_per_s`` vs ``b3_procrastinate_spawn_per_s`` (a task
+that runs ``/bin/true``) and ``b3_procrastinate_inproc_per_s`` (a no-op task in the warm
+worker), end to end from the first defer until every job succeeded. The PostgreSQL
+server's CPU time (postmaster and backends, when it runs on this machine) counts as this
+script's in ``interference_pct``; ``postgres_cpu_pct`` reports it.
 """
 
 from __future__ import annotations
@@ -49,6 +60,8 @@ import math
 import os
 import platform
 import random
+import re
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -59,11 +72,12 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -75,8 +89,13 @@ from aiobgproc import Command, Manager, Process, Step  # noqa: E402
 from aiobgproc._location import open_store  # noqa: E402
 from aiobgproc.sqlite_store import SQLiteStore  # noqa: E402
 
+T = TypeVar("T")
+
 TRIVIAL_STEP: Final = "benchmarks.trivial_steps:noop"
 HUEY_DB_VARIABLE: Final = "AIOBGPROC_BENCH_HUEY_DB"  # as in benchmarks/huey_tasks.py
+# as in benchmarks/procrastinate_tasks.py
+PROCRASTINATE_URL_VARIABLE: Final = "AIOBGPROC_BENCH_PROCRASTINATE_URL"
+PROCRASTINATE_POLL_S: Final = 0.01  # --fetch-job-polling-interval (LISTEN/NOTIFY wakes it first)
 MIB: Final = 1 << 20
 BENCHMARKS: Final = ("b1", "b2", "b3", "b4", "b5", "b6")
 INTERFERENCE_WARN_PCT: Final = 10.0
@@ -96,6 +115,17 @@ KEYS: Final[dict[str, tuple[str, ...]]] = {
     "b6": ("b6_median_ms", "b6_p95_ms"),
 }
 """The figures each benchmark must report (more may follow them)."""
+
+POSTGRES_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "b3": (
+        "b3_pg_ours_per_s",
+        "b3_procrastinate_spawn_per_s",
+        "b3_procrastinate_inproc_per_s",
+        "b3_ratio_vs_procrastinate",
+        "b3_ratio_vs_procrastinate_inproc",
+    ),
+}
+"""The figures a benchmark adds when the store is PostgreSQL."""
 
 # key -> (comparison, threshold, note); the targets of issue 6.
 TARGETS: Final[dict[str, tuple[str, float, str]]] = {
@@ -183,18 +213,49 @@ def _own_cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-class Interference:
-    """CPU used outside this script's process tree while a benchmark runs, in % of all CPUs."""
+def _server_cpu_seconds(server: psutil.Process | None) -> float:
+    """The CPU time of a local database server: its postmaster, the backends it has reaped
+    and the ones alive now (0 when there is none to see)."""
+    if server is None:
+        return 0.0
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        times = server.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in server.children():
+            with contextlib.suppress(psutil.Error):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+    return total
 
-    def __init__(self) -> None:
+
+class Interference:
+    """CPU used outside this script's process tree while a benchmark runs, in % of all CPUs.
+
+    ``server``, the postmaster of a PostgreSQL server on this machine that the benchmarks
+    use: its CPU time counts as this script's (and ``server_percent`` reports it)."""
+
+    def __init__(self, server: psutil.Process | None = None) -> None:
+        self._serverproc = server
         self._wall = time.monotonic()
         self._busy = _busy_cpu_seconds()
         self._own = _own_cpu_seconds()
+        self._server = _server_cpu_seconds(server)
+
+    def _share(self, seconds: float) -> float:
+        wall = time.monotonic() - self._wall
+        return round(max(seconds, 0.0) / (wall * (os.cpu_count() or 1)) * 100, 1)
+
+    def server_percent(self) -> float:
+        return self._share(_server_cpu_seconds(self._serverproc) - self._server)
 
     def percent(self) -> float:
-        wall = time.monotonic() - self._wall
-        other = (_busy_cpu_seconds() - self._busy) - (_own_cpu_seconds() - self._own)
-        return round(max(other, 0.0) / (wall * (os.cpu_count() or 1)) * 100, 1)
+        other = (
+            (_busy_cpu_seconds() - self._busy)
+            - (_own_cpu_seconds() - self._own)
+            - (_server_cpu_seconds(self._serverproc) - self._server)
+        )
+        return self._share(other)
 
 
 def wait_quiet(limit: float) -> float:
@@ -235,6 +296,26 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "sqlite": sqlite3.sqlite_version,
     }
+
+
+def postgres_versions(stores: PostgresStores) -> dict[str, Any]:
+    """The server's version and the client libraries' (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, Any] = {"postgresql": stores.server_version}
+    for package in ("asyncpg", "procrastinate", "psycopg"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    if found["psycopg"] is not None:
+        try:  # not imported by name: psycopg is not a dependency of ours
+            found["psycopg_impl"] = importlib.import_module("psycopg").pq.__impl__
+        except ImportError as exc:  # e.g. no libpq
+            found["psycopg_impl"] = f"unavailable: {exc}"
+    if stores.server is None:
+        say("  the PostgreSQL server is not on this machine: its CPU is not metered")
+    return found
 
 
 # -- processes and files we own: cleaned up whatever happens ------------------------------------
@@ -300,6 +381,158 @@ class Stores:
         return self.location
 
 
+def blocking(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end from synchronous code, whether or not this thread runs an
+    event loop (then in a thread of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(asyncio.run(make()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def with_query(url: str, **params: str) -> str:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+class PostgresStores:
+    """PostgreSQL schemas for the benchmarks: a fresh one (``bench_<random>``) for each
+    ``fresh()``, all dropped by ``remove()`` (after each benchmark and at the end); and the
+    databases made for peers (``create_database``), dropped by ``remove()`` at the end
+    (``drop_database`` drops one sooner)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError:
+            raise BenchError(
+                f"--store {url!r}: the PostgreSQL store needs asyncpg:"
+                " pip install 'aiobgproc[postgres]'"
+            ) from None
+        from aiobgproc.postgres_store import split_url
+
+        self.url, given = split_url(url)
+        if "schema=" in urlsplit(url).query:
+            say(f"--store: schema {given!r} ignored: each benchmark uses a fresh schema")
+        self.display = re.sub(r"//[^@/]*@", "//", self.url)
+        self.schema = ""
+        self._schemas: list[str] = []
+        self._databases: list[str] = []
+        self.server_version, self.server = blocking(self._ping)
+
+    async def connect(self, url: str | None = None) -> Any:
+        import asyncpg
+
+        try:
+            return await asyncpg.connect(url or self.url, timeout=30)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise BenchError(f"cannot connect to {self.display}: {exc}") from None
+
+    async def _ping(self) -> tuple[str, psutil.Process | None]:
+        """The server's version, and its postmaster when it runs on this machine."""
+        conn = await self.connect()
+        try:
+            version = await conn.fetchval("SHOW server_version")
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            return str(version), self._local_postmaster(int(backend))  # while it is alive
+        finally:
+            await conn.close()
+
+    def _local_postmaster(self, backend: int) -> psutil.Process | None:
+        """The server's postmaster, when it runs on this machine and we can see it."""
+        host = urlsplit(self.url).hostname or "localhost"
+        if host not in ("localhost", "127.0.0.1", "::1") and not host.startswith("/"):
+            return None
+        try:
+            parent = psutil.Process(backend).parent()
+        except psutil.Error:
+            return None
+        if parent is None or "postgres" not in parent.name():
+            return None
+        return parent
+
+    def fresh(self) -> str:
+        self.schema = f"bench_{secrets.token_hex(6)}"
+        self._schemas.append(self.schema)
+        return with_query(self.url, schema=self.schema)
+
+    async def output_bytes(self) -> int:
+        """The on-disk size of the current schema's output chunks (with TOAST and indexes)."""
+        conn = await self.connect()
+        try:
+            size = await conn.fetchval(
+                "SELECT pg_total_relation_size($1::regclass)", f"{self.schema}.output_chunks"
+            )
+        finally:
+            await conn.close()
+        return int(size)
+
+    def database_url(self, database: str) -> str:
+        return urlsplit(self.url)._replace(path=f"/{database}").geturl()
+
+    async def create_database(self) -> str:
+        """A new, empty database (``bench_procrastinate_<random>``): its name."""
+        database = f"bench_procrastinate_{secrets.token_hex(6)}"
+        conn = await self.connect()
+        try:
+            self._databases.append(database)
+            await conn.execute(f"CREATE DATABASE {database}")
+        finally:
+            await conn.close()
+        return database
+
+    async def _drop(self, schemas: list[str], databases: list[str]) -> None:
+        conn = await self.connect()
+        try:
+            await conn.execute("SET lock_timeout = '60s'")
+            for schema in schemas:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            for database in databases:
+                # FORCE: whatever still holds a connection to it (a killed worker's backend
+                # that has not noticed yet) is disconnected.
+                await conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+    async def drop_database(self, database: str) -> None:
+        await self._drop([], [database])
+        self._databases.remove(database)
+
+    def remove(self) -> None:
+        schemas, self._schemas = self._schemas, []
+        dropped, self._databases = self._databases, []
+        if not schemas and not dropped:
+            return
+        try:
+            blocking(lambda: self._drop(schemas, dropped))
+        except Exception as exc:
+            say(f"warning: could not drop {', '.join(schemas + dropped)}: {exc}")
+
+
+AnyStores = Stores | PostgresStores
+
+
+def make_stores(location: str | None, scratch: Path) -> AnyStores:
+    if location is not None and urlsplit(location).scheme.lower() in ("postgresql", "postgres"):
+        return PostgresStores(location)
+    return Stores(location, scratch)
+
+
 # -- B1: commands --------------------------------------------------------------------------------
 
 
@@ -333,7 +566,7 @@ async def _ours_true(manager: Manager) -> None:
     await _check_finished(manager, await manager.start(Command(["/bin/true"])))
 
 
-async def bench_b1(sizes: Sizes, stores: Stores) -> dict[str, Any]:
+async def bench_b1(sizes: Sizes, stores: AnyStores) -> dict[str, Any]:
     concurrency = 32
     ours: list[float] = []
     raw: list[float] = []
@@ -373,14 +606,14 @@ async def _one_step(manager: Manager) -> float:
     return time.perf_counter() - started
 
 
-async def _step_latencies(stores: Stores, count: int, *, warm: bool) -> tuple[list[float], bool]:
+async def _step_latencies(stores: AnyStores, count: int, *, warm: bool) -> tuple[list[float], bool]:
     async with Manager(stores.fresh(), warm=warm) as manager:
         for _ in range(3):
             await _one_step(manager)
         return [await _one_step(manager) for _ in range(count)], manager.warm
 
 
-async def bench_b2(sizes: Sizes, stores: Stores) -> dict[str, Any]:
+async def bench_b2(sizes: Sizes, stores: AnyStores) -> dict[str, Any]:
     bare = [sys.executable, "-I", "-S", "-c", "pass"]
     for _ in range(3):
         await _spawn_and_wait(bare)
@@ -403,7 +636,7 @@ async def bench_b2(sizes: Sizes, stores: Stores) -> dict[str, Any]:
 # -- B3: step throughput vs huey ------------------------------------------------------------------
 
 
-async def _step_throughput(stores: Stores, count: int) -> float:
+async def _step_throughput(stores: AnyStores, count: int) -> float:
     async with Manager(stores.fresh(), concurrency=os.cpu_count() or 1) as manager:
         for _ in range(2):
             await _one_step(manager)
@@ -485,7 +718,129 @@ def huey_figures(
     return spawn_rates, noop_rates
 
 
-def bench_b3(sizes: Sizes, stores: Stores, children: Children, scratch: Path) -> dict[str, Any]:
+def _procrastinate_worker_argv() -> list[str]:
+    script = Path(sys.executable).with_name("procrastinate")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "procrastinate"]
+    worker = [
+        "worker",
+        "--concurrency",
+        str(os.cpu_count() or 1),
+        "--fetch-job-polling-interval",
+        str(PROCRASTINATE_POLL_S),
+    ]
+    return [*command, "--app", "benchmarks.procrastinate_tasks.app", *worker]
+
+
+async def _procrastinate_wait(
+    conn: Any, ids: list[int], worker: subprocess.Popen[bytes], timeout: float
+) -> None:
+    """Wait until every job succeeded, in order, polling each with 2 ms sleeps (as for
+    huey)."""
+    deadline = time.monotonic() + timeout
+    for job_id in ids:
+        while True:
+            status = await conn.fetchval(
+                "SELECT status::text FROM procrastinate_jobs WHERE id = $1", job_id
+            )
+            if status == "succeeded":
+                break
+            if status not in ("todo", "doing"):
+                raise BenchError(f"procrastinate job {job_id} ended {status}")
+            if worker.poll() is not None:
+                raise BenchError(f"the procrastinate worker exited with code {worker.returncode}")
+            if time.monotonic() > deadline:
+                raise BenchError("procrastinate did not finish its jobs in time")
+            await asyncio.sleep(0.002)
+
+
+async def _procrastinate_e2e(
+    defer: Callable[[int], Coroutine[Any, Any, int]],
+    count: int,
+    conn: Any,
+    worker: subprocess.Popen[bytes],
+) -> float:
+    started = time.perf_counter()
+    ids = [await defer(index) for index in range(count)]
+    await _procrastinate_wait(conn, ids, worker, 300.0)
+    return count / (time.perf_counter() - started)
+
+
+async def _procrastinate_reps(
+    tasks: Any, sizes: Sizes, stores: PostgresStores, url: str, worker: subprocess.Popen[bytes]
+) -> tuple[list[float], list[float]]:
+    spawn_rates: list[float] = []
+    noop_rates: list[float] = []
+    conn = await stores.connect(url)
+    try:
+        async with tasks.app.open_async():
+            # Warm it: the worker is up, and both tasks have run once.
+            ids = [await tasks.noop.defer_async(x=0), await tasks.spawn_true.defer_async()]
+            await _procrastinate_wait(conn, ids, worker, 60.0)
+            ids = [await tasks.noop.defer_async(x=index) for index in range(8)]
+            await _procrastinate_wait(conn, ids, worker, 60.0)
+            for rep in range(sizes.reps):
+                spawn_rates.append(
+                    await _procrastinate_e2e(
+                        lambda _: tasks.spawn_true.defer_async(), sizes.b3_n, conn, worker
+                    )
+                )
+                noop_rates.append(
+                    await _procrastinate_e2e(
+                        lambda index: tasks.noop.defer_async(x=index), sizes.b3_n, conn, worker
+                    )
+                )
+                say(
+                    f"  b3 rep {rep + 1}: procrastinate spawn {spawn_rates[-1]:.0f}/s,"
+                    f" in-process {noop_rates[-1]:.0f}/s"
+                )
+    finally:
+        await conn.close()
+    return spawn_rates, noop_rates
+
+
+async def _procrastinate_schema(tasks: Any) -> None:
+    async with tasks.app.open_async():
+        await tasks.app.schema_manager.apply_schema_async()
+
+
+def procrastinate_figures(
+    sizes: Sizes, stores: PostgresStores, children: Children, scratch: Path
+) -> tuple[list[float], list[float]]:
+    """(spawn_true rates, noop rates) of procrastinate's reps, in a database of its own."""
+    database = blocking(stores.create_database)
+    try:
+        url = stores.database_url(database)
+        os.environ[PROCRASTINATE_URL_VARIABLE] = url  # read by the tasks, here and in the worker
+        tasks = importlib.import_module("benchmarks.procrastinate_tasks")
+        if url != tasks.DATABASE_URL:
+            raise BenchError(
+                "benchmarks.procrastinate_tasks was imported before its database was chosen"
+            )
+        blocking(lambda: _procrastinate_schema(tasks))
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        log_path = scratch / "procrastinate-worker.log"
+        with log_path.open("wb") as log:
+            worker = children.start(
+                _procrastinate_worker_argv(), cwd=ROOT, env=env, stdout=log, stderr=log
+            )
+            try:
+                return blocking(lambda: _procrastinate_reps(tasks, sizes, stores, url, worker))
+            except BenchError:
+                say(log_path.read_text(errors="replace")[-2000:])
+                raise
+            finally:
+                children.stop(worker)
+    finally:
+        try:
+            blocking(lambda: stores.drop_database(database))
+        except Exception as exc:  # remove() tries again at the end
+            say(f"  b3: could not drop database {database} yet: {exc}")
+
+
+def bench_b3(sizes: Sizes, stores: AnyStores, children: Children, scratch: Path) -> dict[str, Any]:
     ours: list[float] = []
     for rep in range(sizes.reps):
         ours.append(asyncio.run(_step_throughput(stores, sizes.b3_n)))
@@ -494,12 +849,47 @@ def bench_b3(sizes: Sizes, stores: Stores, children: Children, scratch: Path) ->
     peers = huey_figures(sizes, children, scratch)
     spawn_rate = None if peers is None else statistics.median(peers[0])
     noop_rate = None if peers is None else statistics.median(peers[1])
-    return {
+    figures = {
         "b3_ratio_vs_huey": ratio(ours_rate, spawn_rate),
         "b3_ratio_vs_huey_inproc": ratio(ours_rate, noop_rate),
         "b3_ours_per_s": round(ours_rate, 1),
         "b3_huey_spawn_per_s": None if spawn_rate is None else round(spawn_rate, 1),
         "b3_huey_inproc_per_s": None if noop_rate is None else round(noop_rate, 1),
+    }
+    if isinstance(stores, PostgresStores):
+        figures.update(postgres_b3(sizes, stores, children, scratch, ours_rate))
+    return figures
+
+
+def postgres_b3(
+    sizes: Sizes, stores: PostgresStores, children: Children, scratch: Path, ours_rate: float
+) -> dict[str, Any]:
+    """B3 on PostgreSQL: ours (measured above) vs procrastinate on the same server; nulls,
+    with the reason on stderr, when procrastinate is not installed or does not run."""
+    spawn_rate: float | None = None
+    noop_rate: float | None = None
+    if importlib.util.find_spec("procrastinate") is None:
+        say(
+            "  b3: procrastinate is not importable (pip install procrastinate):"
+            " its figures and the ratios are null"
+        )
+    else:
+        try:
+            spawn_rates, noop_rates = procrastinate_figures(sizes, stores, children, scratch)
+        except Exception as exc:
+            say(
+                f"  b3: procrastinate did not run ({type(exc).__name__}: {exc}):"
+                " its figures and the ratios are null"
+            )
+        else:
+            spawn_rate = statistics.median(spawn_rates)
+            noop_rate = statistics.median(noop_rates)
+    return {
+        "b3_pg_ours_per_s": round(ours_rate, 1),
+        "b3_procrastinate_spawn_per_s": None if spawn_rate is None else round(spawn_rate, 1),
+        "b3_procrastinate_inproc_per_s": None if noop_rate is None else round(noop_rate, 1),
+        "b3_ratio_vs_procrastinate": ratio(ours_rate, spawn_rate),
+        "b3_ratio_vs_procrastinate_inproc": ratio(ours_rate, noop_rate),
     }
 
 
@@ -583,7 +973,7 @@ async def b4_child(nbytes: int, store: str) -> dict[str, Any]:
     }
 
 
-def bench_b4(sizes: Sizes, stores: Stores, children: Children) -> dict[str, Any]:
+def bench_b4(sizes: Sizes, stores: AnyStores, children: Children) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--b4-child", str(sizes.b4_bytes)]
     proc = children.start([*argv, "--store", stores.fresh()], stdout=subprocess.PIPE)
     try:
@@ -593,13 +983,18 @@ def bench_b4(sizes: Sizes, stores: Stores, children: Children) -> dict[str, Any]
     if proc.returncode != 0:
         raise BenchError(f"the B4 subprocess exited with code {proc.returncode}")
     figures = json.loads(out)
-    return {
+    result = {
         "b4_ratio": ratio(figures["ours_mb_s"], figures["raw_mb_s"]),
         "b4_ours_mb_s": round(figures["ours_mb_s"], 1),
         "b4_raw_mb_s": round(figures["raw_mb_s"], 1),
         "b4_rss_growth_mb": round(figures["rss_growth_mb"], 1),
         "b4_mb": sizes.b4_bytes // MIB,
     }
+    if isinstance(stores, PostgresStores):
+        # What the output takes on disk: PostgreSQL compresses the zeros (TOAST), SQLite
+        # stores every byte.
+        result["b4_pg_stored_mb"] = round(blocking(stores.output_bytes) / MIB, 1)
+    return result
 
 
 # -- B5: store scale -------------------------------------------------------------------------------
@@ -685,12 +1080,51 @@ def _insert_rows(path: Path, count: int) -> list[str]:
     return [row[0] for row in rows]
 
 
-async def bench_b5(sizes: Sizes, stores: Stores) -> dict[str, Any]:
+_PG_COLUMNS: Final = (
+    "id",
+    "kind",
+    "status",
+    "spec",
+    "input",
+    "output",
+    "error",
+    "step",
+    "step_index",
+    "steps_total",
+    "exit_code",
+    "owner",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+"""The columns of ``_rows``, in order."""
+
+
+async def _insert_rows_postgres(stores: PostgresStores, count: int) -> list[str]:
+    """COPY the rows into the current schema's ``processes`` table (one statement)."""
+    rng = random.Random(6)
+    rows = list(_rows(count, rng))
+    conn = await stores.connect()
+    try:
+        await conn.copy_records_to_table(
+            "processes", records=rows, columns=_PG_COLUMNS, schema_name=stores.schema
+        )
+        await conn.execute(f"ANALYZE {stores.schema}.processes")
+    finally:
+        await conn.close()
+    return [row[0] for row in rows]
+
+
+async def bench_b5(sizes: Sizes, stores: AnyStores) -> dict[str, Any]:
     location = stores.fresh()
     async with Manager(location, run=False):
         pass  # creates the store and its schema
     started = time.perf_counter()
-    ids = _insert_rows(stores.path, sizes.b5_rows)
+    if isinstance(stores, PostgresStores):
+        ids = await _insert_rows_postgres(stores, sizes.b5_rows)
+    else:
+        ids = _insert_rows(stores.path, sizes.b5_rows)
     say(f"  b5: {len(ids)} rows inserted in {time.perf_counter() - started:.1f} s")
     rng = random.Random(5)
     info_s: list[float] = []
@@ -724,7 +1158,7 @@ async def bench_b5(sizes: Sizes, stores: Stores) -> dict[str, Any]:
 
 
 async def bench_b6(
-    sizes: Sizes, stores: Stores, children: Children, scratch: Path
+    sizes: Sizes, stores: AnyStores, children: Children, scratch: Path
 ) -> dict[str, Any]:
     location = stores.fresh()
     async with Manager(location, run=False):
@@ -764,7 +1198,7 @@ async def bench_b6(
 
 
 def run_one(
-    name: str, sizes: Sizes, stores: Stores, children: Children, scratch: Path
+    name: str, sizes: Sizes, stores: AnyStores, children: Children, scratch: Path
 ) -> dict[str, Any]:
     if name == "b1":
         return asyncio.run(bench_b1(sizes, stores))
@@ -792,29 +1226,38 @@ def run_all(options: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         "source": source(),
     }
     interference: dict[str, float] = {}
+    server_cpu: dict[str, float] = {}
     if options.wait_quiet > 0:
         figures["busy_before_pct"] = wait_quiet(options.wait_quiet)
     children = Children()
     scratch = Path(tempfile.mkdtemp(prefix="aiobgproc-bench-"))
-    stores: Stores | None = None
+    stores: AnyStores | None = None
     complete = True
     try:
-        stores = Stores(options.store, scratch)
+        stores = make_stores(options.store, scratch)
+        postgres = isinstance(stores, PostgresStores)
+        if isinstance(stores, PostgresStores):
+            figures["store"] = "postgresql"
+            figures["machine"].update(postgres_versions(stores))
         for name in options.only:
             say(f"{name} ...")
-            meter = Interference()
+            keys = KEYS[name] + (POSTGRES_KEYS.get(name, ()) if postgres else ())
+            meter = Interference(stores.server if isinstance(stores, PostgresStores) else None)
             began = time.monotonic()
             try:
                 figures.update(run_one(name, sizes, stores, children, scratch))
             except BenchError as exc:
                 complete = False
                 say(f"{name} failed: {exc}")
-                figures.update(dict.fromkeys(KEYS[name]))
+                figures.update(dict.fromkeys(keys))
             except Exception:
                 complete = False
                 say(f"{name} failed:\n{traceback.format_exc()}")
-                figures.update(dict.fromkeys(KEYS[name]))
+                figures.update(dict.fromkeys(keys))
             interference[name] = meter.percent()
+            if postgres:
+                server_cpu[name] = meter.server_percent()
+            stores.remove()  # each benchmark's store (file or schemas) goes when it ends
             say(f"{name} done in {time.monotonic() - began:.1f} s")
             if interference[name] > INTERFERENCE_WARN_PCT:
                 say(
@@ -827,6 +1270,8 @@ def run_all(options: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             stores.remove()
         shutil.rmtree(scratch, ignore_errors=True)
     figures["interference_pct"] = interference
+    if server_cpu:
+        figures["postgres_cpu_pct"] = server_cpu
     figures["targets_missed"] = [
         key for key in TARGETS if key in figures and verdict(key, figures[key]) == "MISS"
     ]
@@ -844,13 +1289,14 @@ def verdict(key: str, value: Any) -> str:
 
 
 def table(figures: dict[str, Any]) -> str:
+    width = max([26, *(len(key) for key in figures if key[:1] == "b" and key[1:2].isdigit())])
     lines = [
         f"aiobgproc benchmarks, {figures['mode']} mode, {figures['date']}",
         "machine: " + ", ".join(f"{key} {value}" for key, value in figures["machine"].items()),
         f"source: commit {figures['source']['commit']}"
         + (" with uncommitted changes in src/" if figures["source"]["src_dirty"] else ""),
         "",
-        f"{'figure':26} {'value':>12}  {'target':18} result",
+        f"{'figure':{width}} {'value':>12}  {'target':18} result",
     ]
     for name in BENCHMARKS:
         keys = [key for key in figures if key.startswith(f"{name}_")]
@@ -867,9 +1313,15 @@ def table(figures: dict[str, Any]) -> str:
             if key in TARGETS:
                 comparison, threshold, note = TARGETS[key]
                 target = f"{comparison} {threshold:g}" + (f" ({note})" if note else "")
-            lines.append(f"{key:26} {shown:>12}  {target:18} {verdict(key, value)}".rstrip())
+            lines.append(f"{key:{width}} {shown:>12}  {target:18} {verdict(key, value)}".rstrip())
         if name in figures["interference_pct"]:
-            lines.append(f"{'  (interference % CPU)':26} {figures['interference_pct'][name]:>12}")
+            lines.append(
+                f"{'  (interference % CPU)':{width}} {figures['interference_pct'][name]:>12}"
+            )
+        if name in figures.get("postgres_cpu_pct", {}):
+            lines.append(
+                f"{'  (PostgreSQL % CPU)':{width}} {figures['postgres_cpu_pct'][name]:>12}"
+            )
     missed = [
         key + (f" ({TARGETS[key][2]})" if TARGETS[key][2] else "")
         for key in figures["targets_missed"]

@@ -25,11 +25,16 @@ def hostname() -> str:
 
 @cache
 def boot_id() -> str:
+    """This boot, and this PID namespace: a pid means something only within both."""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            return handle.read().strip()
+            boot = handle.read().strip()
     except OSError:
-        return f"boot-{psutil.boot_time():.0f}"
+        boot = f"boot-{psutil.boot_time():.0f}"
+    try:
+        return f"{boot}/pidns-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return boot
 
 
 def boottime() -> float:

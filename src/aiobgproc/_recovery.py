@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 def manager_alive(manager: ManagerRecord, now: float, boottime: float) -> bool:
     if manager.hostname != _host.hostname():
         return now - manager.heartbeat_at <= manager.lease
-    if manager.boot_id != _host.boot_id():
-        return False
+    ours = _host.boot_id()
+    if manager.boot_id != ours:
+        if manager.boot_id.split("/")[0] != ours.split("/")[0]:
+            return False  # that host was rebooted since
+        # Same boot, another PID namespace (a container): its pid means nothing here.
+        return boottime - manager.heartbeat_boottime <= manager.lease
     if not _host.is_running(manager.os_pid, manager.os_pid_started):
         return False
     return boottime - manager.heartbeat_boottime <= manager.lease
@@ -63,10 +67,12 @@ async def recover(
         owner = record.owner or ""
         manager = next((m for m in dead if m.id == owner), None)
         if manager is None or manager.hostname == _host.hostname():
-            # Never signal a process of another host; on ours, kill the old tree first.
+            # Never signal a process of another host; on ours, kill the old tree first — by
+            # pid only when that pid was recorded in our PID namespace, else by tag alone.
+            same_pids = manager is None or manager.boot_id == _host.boot_id()
             await _spawn.terminate_tree(
-                record.os_pid,
-                record.os_pid_started,
+                record.os_pid if same_pids else None,
+                record.os_pid_started if same_pids else None,
                 grace=grace_period,
                 tag=_spawn.make_tag(record.id, record.claim_token),
             )

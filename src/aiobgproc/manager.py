@@ -228,7 +228,8 @@ class Manager:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A background task that failed must not stop the rest of the shutdown.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
         runs = list(self._runs.values())
@@ -236,7 +237,7 @@ class Manager:
             run.request_stop("closing")
         for run in runs:
             if run.task is not None:
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await asyncio.shield(run.task)
         try:
             if self._zygote is not None:
@@ -533,10 +534,18 @@ class Manager:
     def _launch(self, record: ProcessRecord) -> None:
         loop = asyncio.get_running_loop()
         run = _Run(record.claim(self.id), loop.create_future())
+        # This manager may claim again a process whose earlier run it still winds down (its
+        # lease had expired): that run is fenced; stop it, and start only once it is gone.
+        previous = self._runs.get(record.id)
         self._runs[record.id] = run
-        run.task = loop.create_task(self._execute(run, record), name=f"aiobgproc-{record.id}")
+        run.task = loop.create_task(
+            self._execute(run, record, previous), name=f"aiobgproc-{record.id}"
+        )
 
-    async def _execute(self, run: _Run, record: ProcessRecord) -> None:
+    async def _execute(self, run: _Run, record: ProcessRecord, previous: _Run | None) -> None:
+        if previous is not None:
+            previous.request_stop("lost")
+            await previous.done.wait()
         log.info(
             "process %s running (attempt %d)",
             record.id,
@@ -568,7 +577,8 @@ class Manager:
                     error={"type": "InternalError", "message": message, "traceback": None},
                 )
         finally:
-            self._runs.pop(record.id, None)
+            if self._runs.get(record.id) is run:
+                del self._runs[record.id]
             run.done.set()
             self._changes.notify(record.id)
             self._changes.notify(_QUEUE)
@@ -646,6 +656,7 @@ class Manager:
                     max_attempts=self.max_attempts,
                 ):
                     self._changes.notify(None)
+                await self._requeue_strays()
             except StoreError:
                 log.exception("manager %s could not recover lost processes", self.id)
 
@@ -655,5 +666,23 @@ class Manager:
             return
         owned = await self._store.running_owned_by(self.id)
         for process_id, run in list(self._runs.items()):
-            if process_id not in owned and not run.done.is_set():
+            if owned.get(process_id) != run.claim.token and not run.done.is_set():
                 run.request_stop("cancelled")
+
+    async def _requeue_strays(self) -> None:
+        """Put back processes the store says this manager runs but it does not (a claim whose
+        commit landed though its reply was lost): compare-and-set on owner and token."""
+        if self._claiming:
+            return
+        owned = await self._store.running_owned_by(self.id)
+        for process_id, token in owned.items():
+            run = self._runs.get(process_id)
+            if (run is None or run.claim.token != token) and not self._claiming:
+                record = await self._store.get(process_id)
+                if record is not None and record.claim_token == token:
+                    log.warning(
+                        "process %s: claimed by this manager but not run; requeued",
+                        process_id,
+                        extra={"process_id": process_id},
+                    )
+                    await self._store.requeue(record.claim(self.id))

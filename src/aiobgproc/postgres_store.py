@@ -26,7 +26,8 @@ from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
 
 T = TypeVar("T")
 SCHEMA_VERSION: Final = 1
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")  # short enough for the NOTIFY channel name
+_TABLES = re.compile(r"\b(processes|output_chunks|step_outputs|managers)\b")
 
 _SCHEMA_V1: Final = """
 CREATE TABLE {s}.processes (
@@ -141,10 +142,9 @@ class PostgresStore:
         return f"PostgresStore({self._display!r}, schema={self.schema!r})"
 
     def _t(self, sql: str) -> str:
-        """Qualify our tables with the schema and number the placeholders."""
-        for table in ("processes", "output_chunks", "step_outputs", "managers"):
-            sql = re.sub(rf"\b{table}\b", f"{self.schema}.{table}", sql)
-        return _numbered(sql)
+        """Qualify our tables with the schema (in one pass: a schema may be named like a
+        table) and number the placeholders."""
+        return _numbered(_TABLES.sub(lambda match: f"{self.schema}.{match[0]}", sql))
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -163,8 +163,7 @@ class PostgresStore:
             raise StoreError(f"cannot open store {self._display!r}: {exc}") from None
         try:
             await self._initialise()
-            self._listener = await asyncpg.connect(self.url)
-            await self._listener.add_listener(self._channel, self._notified)
+            await self._listen()
         except BaseException as exc:
             await self.close()
             if isinstance(exc, asyncpg.PostgresError | OSError):
@@ -643,14 +642,33 @@ class PostgresStore:
 
         return await self._write(body, 0)
 
-    async def running_owned_by(self, owner: str) -> set[str]:
+    async def running_owned_by(self, owner: str) -> dict[str, int]:
         rows = await self._fetch(
-            "SELECT id FROM processes WHERE owner = ? AND status = 'running'", owner
+            "SELECT id, claim_token FROM processes WHERE owner = ? AND status = 'running'", owner
         )
-        return {str(row[0]) for row in rows}
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def change_counter(self) -> int:
+        listener = self._listener
+        if listener is None or listener.is_closed():
+            # The listening connection dropped: reconnect, and count a change meanwhile so
+            # that waiters re-read the store (what was notified while it was down is lost).
+            self._changes += 1
+            await self._listen()
         return self._changes
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        old, self._listener = self._listener, None
+        if old is not None and not old.is_closed():
+            old.terminate()
+        try:
+            listener = await asyncpg.connect(self.url)
+            await listener.add_listener(self._channel, self._notified)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"store {self._display!r}: cannot listen: {exc}") from exc
+        self._listener = listener
 
     async def register_manager(self, manager: ManagerRecord) -> None:
         async def body(conn: Any) -> None:

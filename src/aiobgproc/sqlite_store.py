@@ -678,11 +678,13 @@ class SQLiteStore:
 
         return await self._write(body, 0)
 
-    async def running_owned_by(self, owner: str) -> set[str]:
+    async def running_owned_by(self, owner: str) -> dict[str, int]:
         rows = await self._call(
-            _all, "SELECT id FROM processes WHERE owner = ? AND status = 'running'", (owner,)
+            _all,
+            "SELECT id, claim_token FROM processes WHERE owner = ? AND status = 'running'",
+            (owner,),
         )
-        return {str(row[0]) for row in rows}
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def clock(self) -> float:
         return time.time()  # one host: its own clock
