@@ -223,7 +223,10 @@ class Manager:
         self._changes.notify(_QUEUE)
         if self._run_task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._run_task)
+                # Bounded: a claim stuck on an unreachable store must not hang close().
+                await asyncio.wait_for(asyncio.shield(self._run_task), 30.0)
+            if not self._run_task.done():
+                self._run_task.cancel()
             self._run_task = None
         for task in self._tasks:
             task.cancel()

@@ -13,6 +13,7 @@ A ``?schema=NAME`` parameter keeps aiobgproc's tables in a schema of their own (
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,6 +91,7 @@ CREATE TABLE {s}.managers (
 )
 """
 _NOW: Final = "extract(epoch from clock_timestamp())"
+_ACQUIRE_TIMEOUT: Final = 30.0  # a pool connection, or StoreError
 
 
 class _Rollback(Exception):
@@ -221,8 +223,8 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await pool.close()
-            except Exception:
+                await asyncio.wait_for(pool.close(), 5.0)
+            except Exception:  # TimeoutError included: a connection still busy
                 pool.terminate()
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -233,7 +235,7 @@ class PostgresStore:
         import asyncpg
 
         try:
-            async with self._pool.acquire() as conn:
+            async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
                 if not write:
                     return await fn(conn)
                 try:
@@ -245,7 +247,7 @@ class PostgresStore:
                     raise
         except asyncpg.PostgresError as exc:
             raise StoreError(f"store {self._display!r}: {exc}") from exc
-        except OSError as exc:
+        except (OSError, TimeoutError) as exc:
             raise StoreError(f"store {self._display!r}: {exc}") from exc
 
     async def _write(self, fn: Callable[[Any], Awaitable[T]], on_rollback: T) -> T:
