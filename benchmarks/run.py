@@ -1295,6 +1295,7 @@ def run_all(options: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                     f" during {name}: its figures are skewed"
                 )
     finally:
+        CLEANING.set()
         children.close()
         if stores is not None:
             stores.remove()
@@ -1360,11 +1361,26 @@ def table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CLEANING: Final = threading.Event()
+"""Set once run_all cleans up: from then on nothing interrupts it."""
+SIGTERM_GRACE_S: Final = 30.0
+
+
 def _interrupt_on_sigterm() -> None:
     # SIGTERM takes the Ctrl-C path: asyncio cancels the running benchmark, whose managers
     # close, and the finally blocks stop every subprocess and delete the files.
+    def again() -> None:
+        # A manager whose close() hangs must not keep us (and what we made) forever: a
+        # second SIGINT raises KeyboardInterrupt at once; the finally blocks still run.
+        if not CLEANING.is_set():
+            say(f"still running {SIGTERM_GRACE_S:g} s after SIGTERM: interrupting again")
+            os.kill(os.getpid(), signal.SIGINT)
+
     def handler(signum: int, frame: object) -> None:
         os.kill(os.getpid(), signal.SIGINT)
+        timer = threading.Timer(SIGTERM_GRACE_S, again)
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGTERM, handler)
     # A shell starts background jobs with SIGINT ignored: then SIGTERM would do nothing.

@@ -231,9 +231,10 @@ class Manager:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            # A background task that failed must not stop the rest of the shutdown.
+            # A background task that failed must not stop the rest of the shutdown, and one
+            # that swallowed its cancellation (asyncio.wait_for on 3.11) must not hang it.
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await asyncio.wait_for(asyncio.shield(task), 5.0)
         self._tasks = []
         runs = list(self._runs.values())
         for run in runs:
@@ -667,8 +668,10 @@ class Manager:
         """Stop runs whose process another OS process cancelled (or took over)."""
         if not self._runs:
             return
+        # Snapshot first: a run launched while the query is in flight is not in its answer.
+        runs = list(self._runs.items())
         owned = await self._store.running_owned_by(self.id)
-        for process_id, run in list(self._runs.items()):
+        for process_id, run in runs:
             if owned.get(process_id) != run.claim.token and not run.done.is_set():
                 run.request_stop("cancelled")
 

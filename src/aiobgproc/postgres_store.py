@@ -229,7 +229,9 @@ class PostgresStore:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[Any], Awaitable[T]], *, write: bool) -> T:
+    async def _run(
+        self, fn: Callable[[Any], Awaitable[T]], *, write: bool, notify: bool = True
+    ) -> T:
         if self._pool is None:
             raise StoreError("the store is not open")
         import asyncpg
@@ -241,7 +243,10 @@ class PostgresStore:
                 try:
                     async with conn.transaction():
                         result = await fn(conn)
-                        await conn.execute("SELECT pg_notify($1, '')", self._channel)
+                        # Nothing others wait on changed (an empty claim, a heartbeat): a
+                        # notification would only wake every manager for nothing.
+                        if notify and result != []:
+                            await conn.execute("SELECT pg_notify($1, '')", self._channel)
                         return result
                 except _Rollback:
                     raise
@@ -250,9 +255,11 @@ class PostgresStore:
         except (OSError, TimeoutError) as exc:
             raise StoreError(f"store {self._display!r}: {exc}") from exc
 
-    async def _write(self, fn: Callable[[Any], Awaitable[T]], on_rollback: T) -> T:
+    async def _write(
+        self, fn: Callable[[Any], Awaitable[T]], on_rollback: T, *, notify: bool = True
+    ) -> T:
         try:
-            return await self._run(fn, write=True)
+            return await self._run(fn, write=True, notify=notify)
         except _Rollback:
             return on_rollback
 
@@ -711,7 +718,7 @@ class PostgresStore:
             )
             return bool(status == "UPDATE 1")
 
-        return await self._write(body, False)
+        return await self._write(body, False, notify=False)
 
     async def set_manager_runs(self, manager_id: str, runs: bool) -> None:
         async def body(conn: Any) -> None:
