@@ -971,6 +971,30 @@ async def _raw_pipe(nbytes: int) -> float:
     return elapsed
 
 
+def _sqlite_ceiling(nbytes: int, directory: Path) -> float:
+    """Seconds plain sqlite3 takes to store ``nbytes`` as 1 MiB BLOB rows, one transaction
+    each, in a new file with the store's settings (WAL, synchronous=NORMAL, checkpoints
+    every 4096 pages): what any design that keeps output in SQLite pays at least."""
+    path = directory / f"ceiling-{secrets.token_hex(4)}.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint = 4096")
+        db.execute("CREATE TABLE chunks (process_id TEXT, seq INTEGER, data BLOB)")
+        blob = bytes(MIB)
+        started = time.perf_counter()
+        for seq in range(max(nbytes // MIB, 1)):
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO chunks VALUES ('p', ?, ?)", (seq, blob))
+            db.execute("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
 async def b4_child(nbytes: int, store: str) -> dict[str, Any]:
     """Runs in ``run.py --b4-child``: the manager's figures first (on a clean heap), then the
     raw pipe read of the same command."""
@@ -991,11 +1015,15 @@ async def b4_child(nbytes: int, store: str) -> dict[str, Any]:
             raise BenchError(f"b4: {stored} bytes in the store, expected {nbytes}")
     await _raw_pipe(MIB)
     raw = await _raw_pipe(nbytes)
-    return {
+    figures = {
         "ours_mb_s": nbytes / MIB / elapsed,
         "raw_mb_s": nbytes / MIB / raw,
         "rss_growth_mb": (sampler.peak - before) / MIB,
     }
+    if not store.startswith(("postgresql://", "postgres://")):
+        directory = Path(store.removeprefix("sqlite:///")).parent
+        figures["sqlite_mb_s"] = nbytes / MIB / _sqlite_ceiling(nbytes, directory)
+    return figures
 
 
 def bench_b4(sizes: Sizes, stores: AnyStores, children: Children) -> dict[str, Any]:
@@ -1015,6 +1043,9 @@ def bench_b4(sizes: Sizes, stores: AnyStores, children: Children) -> dict[str, A
         "b4_rss_growth_mb": round(figures["rss_growth_mb"], 1),
         "b4_mb": sizes.b4_bytes // MIB,
     }
+    if "sqlite_mb_s" in figures:
+        result["b4_sqlite_ceiling_mb_s"] = round(figures["sqlite_mb_s"], 1)
+        result["b4_ratio_vs_sqlite_ceiling"] = ratio(figures["ours_mb_s"], figures["sqlite_mb_s"])
     if isinstance(stores, PostgresStores):
         # What the output takes on disk: PostgreSQL compresses the zeros (TOAST), SQLite
         # stores every byte.

@@ -1,6 +1,7 @@
 """Durability with real OS processes: managers SIGKILLed at any moment, frozen past their
-lease, and many of them sharing one store. After every scenario the store passes the
-invariant checker and no executor is left running (docs/guarantees.md, issue 4)."""
+lease, and many of them sharing one store; each on SQLite and on PostgreSQL. After every
+scenario the store passes the invariant checker and no executor is left running
+(docs/guarantees.md, issues 4 and 7)."""
 
 from __future__ import annotations
 
@@ -34,12 +35,12 @@ from helpers.procs import (
     is_guard,
     manager_pids,
     poll,
-    query,
     read_trace,
     start_manager,
     statuses,
     step_rows,
 )
+from helpers.storedb import is_postgres, query
 
 LEASE = 1.0
 WAIT = 30.0
@@ -47,7 +48,13 @@ EXECUTORS_GONE_S = 2.0  # the promise: a killed manager's executors are gone wit
 STEPS = ("a", "b", "c")
 
 
-async def assert_clean(store: Path, ids: list[str]) -> None:
+@pytest.fixture
+def store(store_url: str) -> str:
+    """Every scenario runs on a SQLite file, then on a PostgreSQL schema (when available)."""
+    return store_url
+
+
+async def assert_clean(store: str, ids: list[str]) -> None:
     """The invariants every scenario ends with (its managers all gone or closed by now; a
     guard of a killed manager may need a moment to finish and exit)."""
     assert check_store(store) == []
@@ -85,9 +92,10 @@ async def assert_executors_gone(
 
 
 async def test_sigkilled_manager_is_resumed_by_another_without_rerunning_committed_steps(
+    store: str,
     tmp_path: Path,
 ) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+    log = tmp_path / "trace.log"
     three_steps = Process(
         {name: Step("stepmods.durable:logged", name, sleep=0.3, child=True) for name in STEPS}
     )
@@ -168,9 +176,9 @@ FAULTS = [
 
 @pytest.mark.parametrize(("point", "steps", "a_runs"), FAULTS)
 async def test_manager_killed_at_a_fault_point_is_recovered(
-    tmp_path: Path, point: str, steps: int, a_runs: list[int]
+    store: str, tmp_path: Path, point: str, steps: int, a_runs: list[int]
 ) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+    log = tmp_path / "trace.log"
     names = ["a", "b"][:steps]
     spec = Process(
         {
@@ -212,10 +220,11 @@ async def test_manager_killed_at_a_fault_point_is_recovered(
 
 
 async def test_a_lost_command_and_a_process_past_max_attempts_become_errors(
+    store: str,
     tmp_path: Path,
 ) -> None:
     """A command cannot resume; a step process that used up max_attempts is given up."""
-    store, log, gate = tmp_path / "jobs.db", tmp_path / "trace.log", tmp_path / "gate"
+    log, gate = tmp_path / "trace.log", tmp_path / "gate"
     async with Manager(store, run=False) as client:
         command_id = await client.start(Command(["sleep", "30"]))
         process_id = await client.start(
@@ -252,8 +261,10 @@ async def test_a_lost_command_and_a_process_past_max_attempts_become_errors(
     await assert_clean(store, ids)
 
 
-async def test_manager_killed_inside_proceed_leaves_the_process_paused(tmp_path: Path) -> None:
-    store, log, go = tmp_path / "jobs.db", tmp_path / "trace.log", tmp_path / "go"
+async def test_manager_killed_inside_proceed_leaves_the_process_paused(
+    store: str, tmp_path: Path
+) -> None:
+    log, go = tmp_path / "trace.log", tmp_path / "go"
     spec = Process(
         {
             "a": Step("stepmods.durable:logged", "a", interrupt=True),
@@ -308,11 +319,13 @@ async def test_manager_killed_inside_proceed_leaves_the_process_paused(tmp_path:
 
 
 @pytest.mark.parametrize("frozen", ["mid_step", "with_result_pending"])
-async def test_frozen_manager_cannot_record_over_the_new_owner(tmp_path: Path, frozen: str) -> None:
+async def test_frozen_manager_cannot_record_over_the_new_owner(
+    store: str, tmp_path: Path, frozen: str
+) -> None:
     """A is SIGSTOPped while step "b" runs (``mid_step``), or after the executor finished "b"
     and sent its result, which A has not read yet (``with_result_pending``). B takes the
     process over once A's lease has passed and finishes it. Then A is SIGCONTed."""
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+    log = tmp_path / "trace.log"
     gate, ends = tmp_path / "gate", tmp_path / "ends.log"
     spec = Process(
         {
@@ -405,12 +418,12 @@ async def test_frozen_manager_cannot_record_over_the_new_owner(tmp_path: Path, f
     assert final.output_size == info.output_size
 
 
-async def test_a_late_guard_does_not_touch_the_next_attempt(tmp_path: Path) -> None:
+async def test_a_late_guard_does_not_touch_the_next_attempt(store: str, tmp_path: Path) -> None:
     """The guard of a SIGKILLed manager may get to its sweep late (here: it is SIGSTOPped
     until another manager has resumed the process). It must stop only what its own manager
     started, never the executor or step children of the next attempt, which carry the same
     process-id tag."""
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+    log = tmp_path / "trace.log"
     spec = Process({"a": Step("stepmods.durable:logged", "a", sleep=2.0, child=True)})
     guard: psutil.Process | None = None
     async with Manager(store, run=False) as client:
@@ -449,8 +462,8 @@ EACH = 100
 TOTAL = OS_PROCESSES * EACH
 
 
-def _run_many(store: Path, log: Path) -> list[tuple[int, str, str]]:
-    argv = [sys.executable, str(MANY_HELPER), str(store), str(log), str(EACH), str(TOTAL)]
+def _run_many(store: str, log: Path) -> list[tuple[int, str, str]]:
+    argv = [sys.executable, str(MANY_HELPER), store, str(log), str(EACH), str(TOTAL)]
     children: list[subprocess.Popen[str]] = []
     results: list[tuple[int, str, str]] = []
     try:
@@ -489,10 +502,11 @@ def _run_many(store: Path, log: Path) -> list[tuple[int, str, str]]:
 
 
 async def test_eight_os_processes_share_a_new_store_and_run_each_process_once(
+    store: str,
     tmp_path: Path,
 ) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "ran.log"
-    assert not store.exists()
+    log = tmp_path / "ran.log"
+    assert is_postgres(store) or not await asyncio.to_thread(Path(store).exists)
     started = time.monotonic()
     results = await asyncio.to_thread(_run_many, store, log)
     elapsed = time.monotonic() - started

@@ -12,7 +12,8 @@ import psutil
 
 from aiobgproc import Command, Manager, Process, Status, Step
 from helpers.invariants import check_store, describe, leftover_executors, tagged
-from helpers.procs import Child, is_alive, poll, query, read_trace, start_worker
+from helpers.procs import Child, is_alive, poll, read_trace, start_worker
+from helpers.storedb import query
 
 WAIT = 30.0
 REACH_S = 1.5  # the promise is 1 s; the rest is slack for a loaded 2-core machine

@@ -612,14 +612,29 @@ class Manager:
                 counter = None
             if counter is not None and counter != last:
                 if last is not None:
-                    self._changes.notify(None)
-                    await self._check_runs()
+                    await self._others_changed(self._store.changed())
                 last = counter
             # A store that pushes change notifications (PostgreSQL) wakes us at once;
             # otherwise this is the poll interval.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._store_changed.wait(), self.poll_interval)
             self._store_changed.clear()
+
+    async def _others_changed(self, changed: dict[str, str] | None) -> None:
+        """Wake whoever waits on what other OS processes changed: everyone when the store
+        cannot say what (SQLite), else the waiters of those processes, the run loop if one
+        was queued, and runs that may have been cancelled or taken over."""
+        if changed is None:
+            self._changes.notify(None)
+            await self._check_runs()
+            return
+        for process_id in changed:
+            self._changes.notify(process_id)
+        if Status.QUEUED.value in changed.values():
+            self._changes.notify(_QUEUE)
+        self._changes.notify(_IDLE)
+        if not self._runs.keys().isdisjoint(changed):
+            await self._check_runs()
 
     def _manager_record(self) -> ManagerRecord:
         identity = _host.Identity.here(self.id)

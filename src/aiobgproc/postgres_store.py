@@ -5,8 +5,9 @@ A ``?schema=NAME`` parameter keeps aiobgproc's tables in a schema of their own (
 ``aiobgproc``), created on first use.
 
 - Claims take rows with ``FOR UPDATE SKIP LOCKED``: workers never wait for each other.
-- Every change sends ``NOTIFY`` on a channel per schema; a listening connection counts them,
-  so ``change_counter`` costs no round trip and waiters wake as soon as a change commits.
+- Every change to a process sends ``NOTIFY`` on a channel per schema (by a row trigger, so it
+  costs no round trip); a listening connection counts them, so ``change_counter`` costs no
+  round trip either and waiters wake as soon as a change commits.
 - Leases are measured on the database's clock (``clock()``), the same for every host.
 - Every state change is a compare-and-set in one transaction, as in SQLite.
 """
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ._faults import fault
 from ._rows import COLUMNS, dumps, loads, record
 from .errors import StoreError
 from .models import Status
@@ -90,8 +92,34 @@ CREATE TABLE {s}.managers (
     heartbeat_boottime DOUBLE PRECISION NOT NULL
 )
 """
+# Installed on stores of any version (older managers on the same store keep sending their own
+# NOTIFY too: PostgreSQL folds identical notifications of one transaction into one).
+_NOTIFY_TRIGGER = """
+CREATE OR REPLACE FUNCTION {s}.notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('aiobgproc_' || TG_TABLE_SCHEMA, '');
+    ELSE
+        PERFORM pg_notify('aiobgproc_' || TG_TABLE_SCHEMA, NEW.status || ' ' || NEW.id);
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS processes_changed ON {s}.processes;
+CREATE TRIGGER processes_changed AFTER INSERT OR UPDATE ON {s}.processes
+    FOR EACH ROW EXECUTE FUNCTION {s}.notify_change();
+CREATE TRIGGER processes_deleted AFTER DELETE ON {s}.processes
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_change();
+"""
+_CHANGED_MAX: Final = 10_000  # ids remembered between two reads of them; past it, "any"
 _NOW: Final = "extract(epoch from clock_timestamp())"
 _ACQUIRE_TIMEOUT: Final = 30.0  # a pool connection, or StoreError
+
+
+async def _reset(conn: Any) -> None:
+    """Returning a connection to the pool: we keep no session state (the listener has a
+    connection of its own), so skip asyncpg's default reset query, a round trip per use."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 class _Rollback(Exception):
@@ -136,6 +164,9 @@ class PostgresStore:
         self._pool: Any = None
         self._listener: Any = None
         self._changes = 0
+        self._translated: dict[str, str] = {}
+        self._own_backends: set[int] = set()  # server pids of our pool's connections
+        self._changed: dict[str, str] | None = {}  # None: unknown, any process may have
         self._channel = f"aiobgproc_{self.schema}"
         self.on_change: Callable[[], None] | None = None
         """Called on every change notification (the manager wakes its watcher with it)."""
@@ -145,8 +176,12 @@ class PostgresStore:
 
     def _t(self, sql: str) -> str:
         """Qualify our tables with the schema (in one pass: a schema may be named like a
-        table) and number the placeholders."""
-        return _numbered(_TABLES.sub(lambda match: f"{self.schema}.{match[0]}", sql))
+        table) and number the placeholders. Memoised: the same few statements come back."""
+        translated = self._translated.get(sql)
+        if translated is None:
+            translated = _numbered(_TABLES.sub(lambda match: f"{self.schema}.{match[0]}", sql))
+            self._translated[sql] = translated
+        return translated
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -160,7 +195,7 @@ class PostgresStore:
                 "the PostgreSQL store needs asyncpg: pip install 'aiobgproc[postgres]'"
             ) from None
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4)
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, reset=_reset)
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
             raise StoreError(f"cannot open store {self._display!r}: {exc}") from None
         try:
@@ -172,8 +207,25 @@ class PostgresStore:
                 raise StoreError(f"cannot open store {self._display!r}: {exc}") from None
             raise
 
-    def _notified(self, *_: Any) -> None:
+    async def _adopt(self, conn: Any) -> None:
+        """A new pool connection: remember its server pid (until it closes), so that the
+        notifications of our own writes are told apart from other clients'."""
+        backend = conn.get_server_pid()
+        self._own_backends.add(backend)
+        conn.add_termination_listener(lambda _: self._own_backends.discard(backend))
+
+    def _notified(self, _conn: Any, backend: int, _channel: str, payload: str) -> None:
+        # Like SQLite's data_version, the counter moves for other clients' changes only: the
+        # manager wakes its own waiters itself, and counting its own writes would wake every
+        # waiter of this process on each of them.
+        if backend in self._own_backends:
+            return
         self._changes += 1
+        status, _, process_id = payload.partition(" ")
+        if self._changed is not None and process_id and len(self._changed) < _CHANGED_MAX:
+            self._changed[process_id] = status
+        else:
+            self._changed = None
         if self.on_change is not None:
             self.on_change()
 
@@ -212,6 +264,13 @@ class PostgresStore:
                     f"store schema {self.schema!r} has version {version}, newer than this"
                     f" aiobgproc understands ({SCHEMA_VERSION}); upgrade aiobgproc"
                 )
+            has_trigger = await conn.fetchval(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'processes_deleted'"
+                " AND tgrelid = $1::regclass",
+                f"{self.schema}.processes",
+            )
+            if not has_trigger:
+                await conn.execute(_NOTIFY_TRIGGER.format(s=self.schema))
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
@@ -230,36 +289,31 @@ class PostgresStore:
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _run(
-        self, fn: Callable[[Any], Awaitable[T]], *, write: bool, notify: bool = True
+        self, fn: Callable[[Any], Awaitable[T]], *, write: bool, single: bool = False
     ) -> T:
+        """Run ``fn`` on a pool connection: a read as is, a write in a transaction, unless it
+        is ``single`` statement (atomic on its own: one round trip fewer each way). Changes to
+        ``processes`` notify listeners by trigger, inside the writing transaction."""
         if self._pool is None:
             raise StoreError("the store is not open")
         import asyncpg
 
         try:
             async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
-                if not write:
+                if not write or single:
                     return await fn(conn)
-                try:
-                    async with conn.transaction():
-                        result = await fn(conn)
-                        # Nothing others wait on changed (an empty claim, a heartbeat): a
-                        # notification would only wake every manager for nothing.
-                        if notify and result != []:
-                            await conn.execute("SELECT pg_notify($1, '')", self._channel)
-                        return result
-                except _Rollback:
-                    raise
+                async with conn.transaction():
+                    return await fn(conn)
         except asyncpg.PostgresError as exc:
             raise StoreError(f"store {self._display!r}: {exc}") from exc
         except (OSError, TimeoutError) as exc:
             raise StoreError(f"store {self._display!r}: {exc}") from exc
 
     async def _write(
-        self, fn: Callable[[Any], Awaitable[T]], on_rollback: T, *, notify: bool = True
+        self, fn: Callable[[Any], Awaitable[T]], on_rollback: T, *, single: bool = False
     ) -> T:
         try:
-            return await self._run(fn, write=True, notify=notify)
+            return await self._run(fn, write=True, single=single)
         except _Rollback:
             return on_rollback
 
@@ -296,7 +350,7 @@ class PostgresStore:
                 process.created_at,
             )
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def get(self, process_id: str) -> ProcessRecord | None:
         row = await self._fetchrow(f"SELECT {COLUMNS} FROM processes WHERE id = ?", process_id)
@@ -337,7 +391,7 @@ class PostgresStore:
                 )
             )
 
-        rows: list[Any] = await self._write(body, [])
+        rows: list[Any] = await self._write(body, [], single=True)
         return sorted((record(row) for row in rows), key=lambda r: (r.created_at, r.id))
 
     async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
@@ -360,7 +414,7 @@ class PostgresStore:
             )
             return bool(status == "UPDATE 1")
 
-        return await self._write(body, False)
+        return await self._write(body, False, single=True)
 
     async def set_os_pid(
         self,
@@ -419,7 +473,7 @@ class PostgresStore:
                 claim.token,
             )
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def start_step(self, claim: Claim, index: int, name: str) -> bool:
         return await self._update_claimed(
@@ -550,6 +604,7 @@ class PostgresStore:
                     merged,
                     process_id,
                 )
+            fault("in_proceed")  # crash tests: the transaction dies uncommitted
             return True
 
         return await self._write(body, False)
@@ -663,8 +718,13 @@ class PostgresStore:
             # The listening connection dropped: reconnect, and count a change meanwhile so
             # that waiters re-read the store (what was notified while it was down is lost).
             self._changes += 1
+            self._changed = None
             await self._listen()
         return self._changes
+
+    def changed(self) -> dict[str, str] | None:
+        changed, self._changed = self._changed, {}
+        return changed
 
     async def _listen(self) -> None:
         import asyncpg
@@ -703,7 +763,7 @@ class PostgresStore:
                 manager.heartbeat_boottime,
             )
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:
         # The database's clock, not the caller's: leases are judged on one clock for all hosts.
@@ -718,7 +778,7 @@ class PostgresStore:
             )
             return bool(status == "UPDATE 1")
 
-        return await self._write(body, False, notify=False)
+        return await self._write(body, False, single=True)
 
     async def set_manager_runs(self, manager_id: str, runs: bool) -> None:
         async def body(conn: Any) -> None:
@@ -726,13 +786,13 @@ class PostgresStore:
                 self._t("UPDATE managers SET runs = ? WHERE id = ?"), int(runs), manager_id
             )
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def unregister_manager(self, manager_id: str) -> None:
         async def body(conn: Any) -> None:
             await conn.execute(self._t("DELETE FROM managers WHERE id = ?"), manager_id)
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def list_managers(self) -> list[ManagerRecord]:
         rows = await self._fetch(

@@ -693,6 +693,9 @@ class SQLiteStore:
         row = await self._call(_one, "PRAGMA data_version")
         return 0 if row is None else int(row[0])
 
+    def changed(self) -> dict[str, str] | None:
+        return None  # data_version says that something changed, not what
+
     async def register_manager(self, manager: ManagerRecord) -> None:
         def body(db: Conn) -> None:
             db.execute(

@@ -234,6 +234,11 @@ class Store(Protocol):
         """A number that changes whenever another connection commits a change."""
         ...
 
+    def changed(self) -> dict[str, str] | None:
+        """The processes other connections changed since the last call (id -> status), or
+        None when the store cannot tell (then any process may have changed). Drains."""
+        ...
+
     async def register_manager(self, manager: ManagerRecord) -> None: ...
 
     async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:

@@ -1,9 +1,9 @@
 """The invariant checker run after every durability scenario.
 
-``check_store(path)`` reads a store with plain sqlite3 (not through aiobgproc) and returns a
-list of problems, empty when all is well:
+``check_store(store)`` reads a store (a SQLite file or a PostgreSQL URL) without aiobgproc
+(helpers.storedb) and returns a list of problems, empty when all is well:
 
-- ``PRAGMA integrity_check`` is ``ok``;
+- ``PRAGMA integrity_check`` is ``ok`` (SQLite);
 - every process is terminal, queued or interrupted, or running with an owner that is in the
   managers table and whose OS process (pid and create time) is alive on this host and boot;
 - a step process has exactly the step outputs ``0 .. step_index - 1`` (no gap, no duplicate,
@@ -18,24 +18,20 @@ scenario's managers are gone).
 from __future__ import annotations
 
 import os
-import socket
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
-from contextlib import closing
-from pathlib import Path
+from typing import Any
 
 import psutil
+
+from aiobgproc import _host
+from helpers.storedb import is_postgres, query_many
 
 TAG = "AIOBGPROC_PROCESS_ID"
 RUN_MARK = "AIOBGPROC_TEST_RUN"  # set by conftest.py for this test run, inherited by children
 INTERNALS = ("aiobgproc.executor", "aiobgproc._zygote", "aiobgproc._guard")
 TERMINAL = frozenset({"finished", "error", "cancelled", "timeout"})
 AT_REST = TERMINAL | {"queued", "interrupted"}
-
-
-def _boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def os_process_alive(os_pid: int | None, started: float | None) -> bool:
@@ -49,58 +45,61 @@ def os_process_alive(os_pid: int | None, started: float | None) -> bool:
         return False
 
 
-def _live_managers(db: sqlite3.Connection) -> tuple[set[str], set[str]]:
+def _live_managers(rows: list[tuple[Any, ...]]) -> tuple[set[str], set[str]]:
     """(ids of all registered managers, ids of those whose OS process is alive here)."""
     known: set[str] = set()
     alive: set[str] = set()
-    here, boot = socket.gethostname(), _boot_id()
-    for manager_id, hostname, boot_id, os_pid, started in db.execute(
-        "SELECT id, hostname, boot_id, os_pid, os_pid_started FROM managers"
-    ):
+    here, boot = _host.hostname(), _host.boot_id()
+    for manager_id, host, boot_id, os_pid, started in rows:
         known.add(manager_id)
-        if hostname == here and boot_id == boot and os_process_alive(os_pid, started):
+        if host == here and boot_id == boot and os_process_alive(os_pid, started):
             alive.add(manager_id)
     return known, alive
 
 
-def check_store(path: str | os.PathLike[str]) -> list[str]:
-    """Problems found in the store at ``path`` (an empty list when it is consistent)."""
+def check_store(store: str | os.PathLike[str]) -> list[str]:
+    """Problems found in the store (a SQLite file or a PostgreSQL URL); empty when consistent."""
     problems: list[str] = []
-    with closing(sqlite3.connect(os.fspath(path), timeout=30.0)) as db:
-        integrity = [row[0] for row in db.execute("PRAGMA integrity_check")]
-        if integrity != ["ok"]:
-            problems.append(f"integrity_check: {integrity}")
-        known, alive = _live_managers(db)
-        outputs: dict[str, list[int]] = defaultdict(list)
-        for process_id, index in db.execute(
-            "SELECT process_id, step_index FROM step_outputs ORDER BY process_id, step_index"
-        ):
-            outputs[process_id].append(index)
-        seen: set[str] = set()
-        for process_id, kind, status, owner, step_index, steps_total in db.execute(
-            "SELECT id, kind, status, owner, step_index, steps_total FROM processes"
-        ):
-            seen.add(process_id)
-            if status not in AT_REST:
-                if status != "running":
-                    problems.append(f"{process_id}: unknown status {status!r}")
-                elif owner not in known:
-                    problems.append(f"{process_id}: running, owner {owner} is not registered")
-                elif owner not in alive:
-                    problems.append(f"{process_id}: running, owner {owner} is not alive")
-            if kind != "process":
-                if outputs.get(process_id):
-                    problems.append(f"{process_id}: a {kind} has step outputs")
-                continue
-            indexes = outputs.get(process_id, [])
-            if indexes != list(range(step_index)):
-                problems.append(
-                    f"{process_id} ({status}): step outputs {indexes}, expected 0..{step_index - 1}"
-                )
-            if status == "finished" and step_index != steps_total:
-                problems.append(f"{process_id}: finished after {step_index} of {steps_total} steps")
-        for process_id in sorted(set(outputs) - seen):
-            problems.append(f"step outputs of unknown process {process_id}")
+    integrity_sql = "SELECT 'ok'" if is_postgres(store) else "PRAGMA integrity_check"
+    integrity_rows, manager_rows, output_rows, process_rows = query_many(
+        store,
+        [
+            (integrity_sql, ()),
+            ("SELECT id, hostname, boot_id, os_pid, os_pid_started FROM managers", ()),
+            ("SELECT process_id, step_index FROM step_outputs ORDER BY process_id, step_index", ()),
+            ("SELECT id, kind, status, owner, step_index, steps_total FROM processes", ()),
+        ],
+    )
+    integrity = [row[0] for row in integrity_rows]
+    if integrity != ["ok"]:
+        problems.append(f"integrity_check: {integrity}")
+    known, alive = _live_managers(manager_rows)
+    outputs: dict[str, list[int]] = defaultdict(list)
+    for process_id, index in output_rows:
+        outputs[process_id].append(index)
+    seen: set[str] = set()
+    for process_id, kind, status, owner, step_index, steps_total in process_rows:
+        seen.add(process_id)
+        if status not in AT_REST:
+            if status != "running":
+                problems.append(f"{process_id}: unknown status {status!r}")
+            elif owner not in known:
+                problems.append(f"{process_id}: running, owner {owner} is not registered")
+            elif owner not in alive:
+                problems.append(f"{process_id}: running, owner {owner} is not alive")
+        if kind != "process":
+            if outputs.get(process_id):
+                problems.append(f"{process_id}: a {kind} has step outputs")
+            continue
+        indexes = outputs.get(process_id, [])
+        if indexes != list(range(step_index)):
+            problems.append(
+                f"{process_id} ({status}): step outputs {indexes}, expected 0..{step_index - 1}"
+            )
+        if status == "finished" and step_index != steps_total:
+            problems.append(f"{process_id}: finished after {step_index} of {steps_total} steps")
+    for process_id in sorted(set(outputs) - seen):
+        problems.append(f"step outputs of unknown process {process_id}")
     return problems
 
 

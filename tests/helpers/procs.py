@@ -3,7 +3,8 @@
 - ``Child``: a subprocess whose stdout is read line by line with a deadline, whose stderr
   goes to a file, and that is always killed and reaped by ``stop()`` (use it in ``finally``);
 - ``poll``: wait for a plain predicate with a deadline (never a fixed sleep);
-- readers of the store (plain sqlite3) and of the step trace log of stepmods.durable.
+- readers of the store (helpers.storedb: SQLite or PostgreSQL) and of the step trace log
+  of stepmods.durable.
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ import asyncio
 import os
 import selectors
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
+from helpers.storedb import query
+
 TESTS_DIR = Path(__file__).resolve().parent.parent
 RUN_MANAGER = TESTS_DIR / "helpers" / "run_manager.py"
 POLL_S = 0.01
+StoreLocation = Path | str  # a SQLite file or a postgresql:// URL
 
 
 async def poll(predicate: Callable[[], bool], *, timeout: float, what: str) -> float:
@@ -149,7 +151,7 @@ class Child:
 
 
 def start_manager(
-    store: Path,
+    store: StoreLocation,
     workdir: Path,
     name: str,
     *,
@@ -163,7 +165,7 @@ def start_manager(
     return Child(argv, stderr_path=workdir / f"{name}.stderr", env=env)
 
 
-def start_worker(store: Path, workdir: Path, name: str, *args: str) -> Child:
+def start_worker(store: StoreLocation, workdir: Path, name: str, *args: str) -> Child:
     """``python -m aiobgproc worker --store STORE ARGS`` (from the tests directory, so that
     stepmods can be imported)."""
     argv = [sys.executable, "-m", "aiobgproc", "worker", "--store", str(store), *args]
@@ -195,27 +197,22 @@ def is_alive(proc: psutil.Process) -> bool:
 # -- reading the store and the trace log -------------------------------------------------------
 
 
-def query(store: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(store, timeout=30.0)) as db:
-        return list(db.execute(sql, params))
-
-
-def step_rows(store: Path) -> dict[tuple[str, int], tuple[int, float]]:
+def step_rows(store: StoreLocation) -> dict[tuple[str, int], tuple[int, float]]:
     """Committed step outputs: (process id, step index) -> (attempt, committed_at)."""
     rows = query(store, "SELECT process_id, step_index, attempt, committed_at FROM step_outputs")
     return {(pid, index): (attempt, at) for pid, index, attempt, at in rows}
 
 
-def statuses(store: Path) -> dict[str, str]:
+def statuses(store: StoreLocation) -> dict[str, str]:
     return {pid: status for pid, status in query(store, "SELECT id, status FROM processes")}
 
 
-def manager_pids(store: Path) -> set[int]:
+def manager_pids(store: StoreLocation) -> set[int]:
     """The OS pids of the managers registered in the store."""
     return {row[0] for row in query(store, "SELECT os_pid FROM managers")}
 
 
-def heartbeat_of(store: Path, os_pid: int) -> float | None:
+def heartbeat_of(store: StoreLocation, os_pid: int) -> float | None:
     """The last heartbeat of the manager registered with OS pid ``os_pid``, if any."""
     rows = query(store, "SELECT heartbeat_boottime FROM managers WHERE os_pid = ?", (os_pid,))
     return rows[0][0] if rows else None
