@@ -286,3 +286,42 @@ def test_the_command_line_works_the_same_on_each_store(store_url: str, tmp_path:
     listed = _cli("list", "--json", store_url=store_url)
     assert process_id in listed.stdout
     assert step_process in listed.stdout
+
+
+async def test_the_change_counter_moves_for_other_connections_only(store_url: str) -> None:
+    """What wakes a manager's waiters: another connection's commit moves the counter (and,
+    where the store can tell, names the process that changed); its own writes do not."""
+    from aiobgproc._location import open_store
+    from aiobgproc.store import NewProcess
+
+    def new(process_id: str) -> NewProcess:
+        spec = {"kind": "command", "argv": ["true"], "cwd": None, "env": None}
+        return NewProcess(process_id, "command", spec, {}, None, 0, time.time())
+
+    mine, theirs = open_store(store_url), open_store(store_url)
+    await mine.open()
+    await theirs.open()
+    try:
+        await mine.insert(new("own-before"))
+        counter = await mine.change_counter()
+        mine.changed()
+        await mine.insert(new("own"))
+        await theirs.insert(new("other"))
+
+        async def moved() -> bool:
+            return await mine.change_counter() != counter
+
+        await until(moved)
+        changed = mine.changed()
+        if store_url.startswith("postgresql://"):
+            assert changed == {"other": "queued"}  # never our own "own"
+        else:
+            assert changed is None  # SQLite's data_version cannot say which
+        assert {record.id for record in await theirs.list_processes(None, 10)} == {
+            "own-before",
+            "own",
+            "other",
+        }
+    finally:
+        await mine.close()
+        await theirs.close()

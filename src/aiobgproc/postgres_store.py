@@ -195,7 +195,9 @@ class PostgresStore:
                 "the PostgreSQL store needs asyncpg: pip install 'aiobgproc[postgres]'"
             ) from None
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, reset=_reset)
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=4, init=self._adopt, reset=_reset
+            )
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
             raise StoreError(f"cannot open store {self._display!r}: {exc}") from None
         try:
