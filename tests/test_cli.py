@@ -1,4 +1,5 @@
-"""The aiobgproc command line, run as a user would: real subprocesses on a real store."""
+"""The aiobgproc command line, run as a user would: real subprocesses on a real store, each
+test on a SQLite file and on a PostgreSQL schema (when a server is available)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+StoreLocation = Path | str  # a SQLite file or a postgresql:// URL
+
+
+@pytest.fixture
+def store_path(store_url: str) -> StoreLocation:
+    """Here, the store of each test is a SQLite file, then a PostgreSQL schema."""
+    return store_url
 
 
 def cli(
-    *args: str, store: Path | None = None, timeout: float = 60, cwd: Path | None = None
+    *args: str, store: StoreLocation | None = None, timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("AIOBGPROC_STORE", None)
@@ -33,7 +41,9 @@ def cli(
     )
 
 
-def wait_json(store: Path, process_id: str, status: str, timeout: float = 30) -> dict[str, object]:
+def wait_json(
+    store: StoreLocation, process_id: str, status: str, timeout: float = 30
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while True:
         result = cli("info", process_id, "--json", store=store)
@@ -44,7 +54,7 @@ def wait_json(store: Path, process_id: str, status: str, timeout: float = 30) ->
         time.sleep(0.05)
 
 
-def test_run_prints_the_id_alone_and_a_burst_worker_runs_it(store_path: Path) -> None:
+def test_run_prints_the_id_alone_and_a_burst_worker_runs_it(store_path: StoreLocation) -> None:
     started = time.monotonic()
     result = cli("run", "--", "sh", "-c", "echo from-cli", store=store_path)
     assert result.returncode == 0, result.stderr
@@ -70,7 +80,7 @@ def test_store_option_is_accepted_after_the_subcommand(tmp_path: Path) -> None:
     assert [item["id"] for item in json.loads(before.stdout)] == [process_id]
 
 
-def test_wait_exit_code_reflects_the_final_status(store_path: Path) -> None:
+def test_wait_exit_code_reflects_the_final_status(store_path: StoreLocation) -> None:
     ok = cli("run", "--wait", "--", "true", store=store_path)
     failed = cli("run", "--wait", "--", "sh", "-c", "exit 3", store=store_path)
     slow = cli("run", "--timeout", "0.2", "--wait", "--", "sleep", "30", store=store_path)
@@ -80,7 +90,7 @@ def test_wait_exit_code_reflects_the_final_status(store_path: Path) -> None:
     assert waited.stdout.startswith("error: command exited with code 3")
 
 
-def test_wait_timeout_exits_124_and_cancel_stops_the_process(store_path: Path) -> None:
+def test_wait_timeout_exits_124_and_cancel_stops_the_process(store_path: StoreLocation) -> None:
     process_id = cli("run", "--", "sleep", "30", store=store_path).stdout.strip()
     wait_json(store_path, process_id, "running")
     waited = cli("wait", process_id, "--timeout", "0.3", store=store_path)
@@ -91,7 +101,9 @@ def test_wait_timeout_exits_124_and_cancel_stops_the_process(store_path: Path) -
     assert cli("wait", process_id, store=store_path).returncode == 4
 
 
-def test_start_a_spec_file_pause_and_proceed_with_data(tmp_path: Path, store_path: Path) -> None:
+def test_start_a_spec_file_pause_and_proceed_with_data(
+    tmp_path: Path, store_path: StoreLocation
+) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(
         json.dumps(
@@ -116,7 +128,9 @@ def test_start_a_spec_file_pause_and_proceed_with_data(tmp_path: Path, store_pat
     assert json.loads(done.stdout)["output"] == {"x": 1, "tagged": True, "y": 2, "done": True}
 
 
-def test_logs_follow_streams_until_the_process_stops(store_path: Path, tmp_path: Path) -> None:
+def test_logs_follow_streams_until_the_process_stops(
+    store_path: StoreLocation, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     script = f'echo one; while [ ! -e "{gate}" ]; do sleep 0.02; done; echo two'
     process_id = cli("run", "--", "sh", "-c", script, store=store_path).stdout.strip()
@@ -140,7 +154,7 @@ def test_logs_follow_streams_until_the_process_stops(store_path: Path, tmp_path:
             follower.stdout.close()
 
 
-def test_list_is_a_plain_table_when_piped_and_json_on_request(store_path: Path) -> None:
+def test_list_is_a_plain_table_when_piped_and_json_on_request(store_path: StoreLocation) -> None:
     first = cli("run", "--wait", "--", "true", store=store_path).stdout.strip()
     second = cli("run", "--wait", "--", "false", store=store_path).stdout.strip()
     table = cli("list", store=store_path)
@@ -154,7 +168,7 @@ def test_list_is_a_plain_table_when_piped_and_json_on_request(store_path: Path) 
     )
 
 
-def test_prune_deletes_old_terminal_processes(store_path: Path) -> None:
+def test_prune_deletes_old_terminal_processes(store_path: StoreLocation) -> None:
     cli("run", "--wait", "--", "true", store=store_path)
     assert cli("prune", "--older-than", "7d", store=store_path).stdout == "0\n"
     assert cli("prune", "--older-than", "0s", store=store_path).stdout == "1\n"
@@ -174,7 +188,7 @@ def test_prune_deletes_old_terminal_processes(store_path: Path) -> None:
     ],
 )
 def test_errors_are_one_line_on_stderr_never_a_traceback(
-    store_path: Path, args: tuple[str, ...], message: str
+    store_path: StoreLocation, args: tuple[str, ...], message: str
 ) -> None:
     result = cli(*args, store=store_path)
     assert result.returncode != 0
@@ -192,7 +206,7 @@ def test_a_store_that_is_a_directory_is_one_clear_error(tmp_path: Path) -> None:
     )
 
 
-def test_run_works_through_the_console_script(store_path: Path) -> None:
+def test_run_works_through_the_console_script(store_path: StoreLocation) -> None:
     script = Path(sys.executable).parent / "aiobgproc"
     env = dict(os.environ, AIOBGPROC_STORE=str(store_path))
     result = subprocess.run(

@@ -1,5 +1,6 @@
 """``aiobgproc worker`` as a real OS process: graceful SIGTERM, --burst, --max-jobs, how fast
-it picks up work, and control (cancel, proceed) from another OS process."""
+it picks up work, and control (cancel, proceed) from another OS process; each on SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from aiobgproc import Command, Manager, Process, Status, Step
 from helpers.invariants import check_store, describe, leftover_executors, tagged
@@ -19,7 +21,13 @@ WAIT = 30.0
 REACH_S = 1.5  # the promise is 1 s; the rest is slack for a loaded 2-core machine
 
 
-async def assert_clean(store: Path, ids: list[str]) -> None:
+@pytest.fixture
+def store(store_url: str) -> str:
+    """Each scenario on a SQLite file, then on a PostgreSQL schema (when available)."""
+    return store_url
+
+
+async def assert_clean(store: str, ids: list[str]) -> None:
     """No inconsistency in the store, nothing left running (the workers are all gone)."""
     assert check_store(store) == []
     try:
@@ -28,12 +36,12 @@ async def assert_clean(store: Path, ids: list[str]) -> None:
         raise AssertionError(f"left running:\n{describe(leftover_executors(ids))}") from None
 
 
-def worker_registered(store: Path, worker: Child) -> bool:
+def worker_registered(store: str, worker: Child) -> bool:
     rows = query(store, "SELECT 1 FROM managers WHERE os_pid = ? AND runs = 1", (worker.pid,))
     return bool(rows)
 
 
-async def run_worker(store: Path, workdir: Path, name: str, *args: str) -> Child:
+async def run_worker(store: str, workdir: Path, name: str, *args: str) -> Child:
     """A worker that ran to its end by itself; returns it (already reaped)."""
     worker = start_worker(store, workdir, name, *args)
     try:
@@ -51,8 +59,10 @@ def logged(name: str, *, sleep: float = 0.0, interrupt: bool = False) -> Step:
 # -- graceful SIGTERM -----------------------------------------------------------------------------
 
 
-async def test_sigterm_lets_a_running_process_finish_within_the_grace(tmp_path: Path) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+async def test_sigterm_lets_a_running_process_finish_within_the_grace(
+    store: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "trace.log"
     async with Manager(store, run=False) as client:
         process_id = await client.start(Process([logged("a", sleep=1.0)]), {"log": str(log)})
         worker = start_worker(store, tmp_path, "worker", "--grace", "5")
@@ -71,9 +81,10 @@ async def test_sigterm_lets_a_running_process_finish_within_the_grace(tmp_path: 
 
 
 async def test_sigterm_past_the_grace_puts_the_process_back_at_its_current_step(
+    store: str,
     tmp_path: Path,
 ) -> None:
-    store, log, gate = tmp_path / "jobs.db", tmp_path / "trace.log", tmp_path / "gate"
+    log, gate = tmp_path / "trace.log", tmp_path / "gate"
     spec = Process({"a": logged("a"), "b": Step("stepmods.durable:gated", "b")})
     async with Manager(store, run=False) as client:
         process_id = await client.start(spec, {"log": str(log), "gate": str(gate)})
@@ -113,8 +124,8 @@ async def test_sigterm_past_the_grace_puts_the_process_back_at_its_current_step(
 # -- --burst and --max-jobs -----------------------------------------------------------------------
 
 
-async def test_burst_runs_the_queue_and_exits(tmp_path: Path) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+async def test_burst_runs_the_queue_and_exits(store: str, tmp_path: Path) -> None:
+    log = tmp_path / "trace.log"
     async with Manager(store, run=False) as client:
         ids = [await client.start(Process([logged("a")]), {"log": str(log)}) for _ in range(4)]
         ids.append(await client.start(Command(["true"])))
@@ -129,8 +140,8 @@ async def test_burst_runs_the_queue_and_exits(tmp_path: Path) -> None:
     await assert_clean(store, ids)
 
 
-async def test_max_jobs_exits_after_that_many_processes(tmp_path: Path) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+async def test_max_jobs_exits_after_that_many_processes(store: str, tmp_path: Path) -> None:
+    log = tmp_path / "trace.log"
     async with Manager(store, run=False) as client:
         ids = [await client.start(Process([logged("a")]), {"log": str(log)}) for _ in range(5)]
         await run_worker(store, tmp_path, "worker", "--max-jobs", "2")
@@ -143,10 +154,9 @@ async def test_max_jobs_exits_after_that_many_processes(tmp_path: Path) -> None:
 # -- pick-up delay (measured, not asserted) ----------------------------------------------------
 
 
-async def test_pickup_delay_of_a_long_running_worker(tmp_path: Path) -> None:
+async def test_pickup_delay_of_a_long_running_worker(store: str, tmp_path: Path) -> None:
     """Prints how long a process started from another OS process waits for an idle worker:
     until it is claimed (started_at - created_at), and until the step body runs."""
-    store = tmp_path / "jobs.db"
     claims: list[float] = []
     bodies: list[float] = []
     commands: list[float] = []
@@ -184,9 +194,10 @@ async def test_pickup_delay_of_a_long_running_worker(tmp_path: Path) -> None:
 
 
 async def test_cancel_from_another_os_process_reaches_a_worker_within_a_second(
+    store: str,
     tmp_path: Path,
 ) -> None:
-    store, log, gate = tmp_path / "jobs.db", tmp_path / "trace.log", tmp_path / "gate"
+    log, gate = tmp_path / "trace.log", tmp_path / "gate"
     async with Manager(store, run=False) as client:
         process_id = await client.start(
             Process([Step("stepmods.durable:gated", "a")]), {"log": str(log), "gate": str(gate)}
@@ -217,9 +228,10 @@ async def test_cancel_from_another_os_process_reaches_a_worker_within_a_second(
 
 
 async def test_proceed_from_another_os_process_reaches_a_worker_within_a_second(
+    store: str,
     tmp_path: Path,
 ) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+    log = tmp_path / "trace.log"
     spec = Process({"a": logged("a", interrupt=True), "b": logged("b")})
     async with Manager(store, run=False) as client:
         process_id = await client.start(spec, {"log": str(log)})
@@ -248,8 +260,10 @@ async def test_proceed_from_another_os_process_reaches_a_worker_within_a_second(
     await assert_clean(store, [process_id])
 
 
-async def test_several_workers_share_a_queue_and_run_each_process_once(tmp_path: Path) -> None:
-    store, log = tmp_path / "jobs.db", tmp_path / "trace.log"
+async def test_several_workers_share_a_queue_and_run_each_process_once(
+    store: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "trace.log"
     async with Manager(store, run=False) as client:
         ids = [await client.start(Process([logged("a")]), {"log": str(log)}) for _ in range(12)]
     workers = [start_worker(store, tmp_path, f"w{i}", "--burst") for i in range(3)]

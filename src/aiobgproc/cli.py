@@ -446,7 +446,7 @@ def _store_option(parser: argparse.ArgumentParser, default: Any = None) -> None:
     parser.add_argument(
         "--store",
         default=default,
-        help="SQLite file or sqlite:/// URL (default: $AIOBGPROC_STORE, else "
+        help="SQLite file, sqlite:/// or postgresql:// URL (default: $AIOBGPROC_STORE, else "
         "~/.local/share/aiobgproc/aiobgproc.db)",
     )
 
