@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from aiobgproc import Manager
+from helpers.invariants import describe
 
 TAG = "AIOBGPROC_PROCESS_ID"
 # Inherited by every child of this test run, so the leak guard only blames processes that
@@ -43,16 +44,6 @@ def _leftovers(baseline: set[int]) -> list[psutil.Process]:
     return list(found.values())
 
 
-def _describe(procs: list[psutil.Process]) -> str:
-    lines = []
-    for proc in procs:
-        try:
-            lines.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:120]}")
-        except psutil.Error:
-            lines.append(f"{proc.pid} (gone)")
-    return "\n".join(lines)
-
-
 @pytest.fixture(autouse=True)
 def no_leaked_processes() -> Iterator[None]:
     """Fail any test that leaves a child process, a zombie or a tagged process behind."""
@@ -64,7 +55,7 @@ def no_leaked_processes() -> Iterator[None]:
         time.sleep(0.02)
         left = _leftovers(baseline)
     if left:
-        report = _describe(left)
+        report = describe(left)
         for proc in left:
             try:
                 proc.kill()
