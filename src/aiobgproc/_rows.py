@@ -1,4 +1,5 @@
-"""Turning stored rows into ProcessRecords: shared by every store (same columns, same JSON)."""
+"""What every store shares: the same columns, the same JSON, and the same compare-and-set
+updates of a claimed process (each store says how to run one)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .models import Status
-from .store import ProcessRecord
+from .store import Claim, ProcessRecord
 
 COLUMNS: Final = (
     "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
@@ -54,3 +55,65 @@ def record(row: Sequence[Any], *, full: bool = True) -> ProcessRecord:
         started_at=row[23],
         finished_at=row[24],
     )
+
+
+class ClaimedUpdates:
+    """The updates a manager makes to a process it runs, as a store's ``_update_claimed``
+    (one compare-and-set on id, status ``running``, owner and claim token) runs them."""
+
+    async def _update_claimed(
+        self, claim: Claim, assignments: str, values: tuple[Any, ...]
+    ) -> bool:
+        raise NotImplementedError
+
+    async def set_os_pid(
+        self,
+        claim: Claim,
+        os_pid: int | None,
+        started: float | None,
+        step: tuple[int, str] | None = None,
+    ) -> bool:
+        if step is None:
+            return await self._update_claimed(
+                claim, "os_pid = ?, os_pid_started = ?", (os_pid, started)
+            )
+        return await self._update_claimed(
+            claim,
+            "os_pid = ?, os_pid_started = ?, step_index = ?, step = ?, progress = NULL,"
+            " progress_message = NULL",
+            (os_pid, started, *step),
+        )
+
+    async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool:
+        return await self._update_claimed(
+            claim, "progress = ?, progress_message = ?", (progress, message)
+        )
+
+    async def finish(
+        self,
+        claim: Claim,
+        status: Status,
+        now: float,
+        *,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        exit_code: int | None = None,
+    ) -> bool:
+        return await self._update_claimed(
+            claim,
+            "status = ?, output = ?, error = ?, exit_code = ?, finished_at = ?,"
+            " os_pid = NULL, os_pid_started = NULL",
+            (str(status), dumps(output), dumps(error), exit_code, now),
+        )
+
+    async def requeue(self, claim: Claim) -> bool:
+        return await self._update_claimed(
+            claim, "status = 'queued', owner = NULL, os_pid = NULL, os_pid_started = NULL", ()
+        )
+
+    async def start_step(self, claim: Claim, index: int, name: str) -> bool:
+        return await self._update_claimed(
+            claim,
+            "step = ?, step_index = ?, progress = NULL, progress_message = NULL",
+            (name, index),
+        )

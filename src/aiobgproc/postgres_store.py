@@ -22,7 +22,7 @@ from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._faults import fault
-from ._rows import COLUMNS, dumps, loads, record
+from ._rows import COLUMNS, ClaimedUpdates, dumps, loads, record
 from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
@@ -155,7 +155,7 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 @final
-class PostgresStore:
+class PostgresStore(ClaimedUpdates):
     """A Store in a PostgreSQL database (a schema of its own), shared by any number of hosts."""
 
     def __init__(self, url: str) -> None:
@@ -418,51 +418,6 @@ class PostgresStore:
 
         return await self._write(body, False, single=True)
 
-    async def set_os_pid(
-        self,
-        claim: Claim,
-        os_pid: int | None,
-        started: float | None,
-        step: tuple[int, str] | None = None,
-    ) -> bool:
-        if step is None:
-            return await self._update_claimed(
-                claim, "os_pid = ?, os_pid_started = ?", (os_pid, started)
-            )
-        return await self._update_claimed(
-            claim,
-            "os_pid = ?, os_pid_started = ?, step_index = ?, step = ?, progress = NULL,"
-            " progress_message = NULL",
-            (os_pid, started, *step),
-        )
-
-    async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool:
-        return await self._update_claimed(
-            claim, "progress = ?, progress_message = ?", (progress, message)
-        )
-
-    async def finish(
-        self,
-        claim: Claim,
-        status: Status,
-        now: float,
-        *,
-        output: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        exit_code: int | None = None,
-    ) -> bool:
-        return await self._update_claimed(
-            claim,
-            "status = ?, output = ?, error = ?, exit_code = ?, finished_at = ?,"
-            " os_pid = NULL, os_pid_started = NULL",
-            (str(status), dumps(output), dumps(error), exit_code, now),
-        )
-
-    async def requeue(self, claim: Claim) -> bool:
-        return await self._update_claimed(
-            claim, "status = 'queued', owner = NULL, os_pid = NULL, os_pid_started = NULL", ()
-        )
-
     async def release(self, claim: Claim) -> None:
         async def body(conn: Any) -> None:
             await conn.execute(
@@ -476,13 +431,6 @@ class PostgresStore:
             )
 
         await self._write(body, None, single=True)
-
-    async def start_step(self, claim: Claim, index: int, name: str) -> bool:
-        return await self._update_claimed(
-            claim,
-            "step = ?, step_index = ?, progress = NULL, progress_message = NULL",
-            (name, index),
-        )
 
     async def _record_step(
         self, conn: Any, claim: Claim, index: int, name: str, output: str, now: float

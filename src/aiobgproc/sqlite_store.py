@@ -28,6 +28,7 @@ import aiosqlite
 
 from ._faults import fault
 from ._rows import COLUMNS as _COLUMNS
+from ._rows import ClaimedUpdates
 from ._rows import dumps as _dumps
 from ._rows import loads as _loads
 from ._rows import record as _record
@@ -205,7 +206,7 @@ def _group_commit(db: Conn, writes: list[tuple[Callable[[Conn], Any], Any]]) -> 
 
 
 @final
-class SQLiteStore:
+class SQLiteStore(ClaimedUpdates):
     """A Store in one SQLite file, created on first use. Safe to share between OS processes."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -434,51 +435,6 @@ class SQLiteStore:
 
         return await self._write(body, False)
 
-    async def set_os_pid(
-        self,
-        claim: Claim,
-        os_pid: int | None,
-        started: float | None,
-        step: tuple[int, str] | None = None,
-    ) -> bool:
-        if step is None:
-            return await self._update_claimed(
-                claim, "os_pid = ?, os_pid_started = ?", (os_pid, started)
-            )
-        return await self._update_claimed(
-            claim,
-            "os_pid = ?, os_pid_started = ?, step_index = ?, step = ?, progress = NULL,"
-            " progress_message = NULL",
-            (os_pid, started, *step),
-        )
-
-    async def set_progress(self, claim: Claim, progress: float, message: str | None) -> bool:
-        return await self._update_claimed(
-            claim, "progress = ?, progress_message = ?", (progress, message)
-        )
-
-    async def finish(
-        self,
-        claim: Claim,
-        status: Status,
-        now: float,
-        *,
-        output: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        exit_code: int | None = None,
-    ) -> bool:
-        return await self._update_claimed(
-            claim,
-            "status = ?, output = ?, error = ?, exit_code = ?, finished_at = ?,"
-            " os_pid = NULL, os_pid_started = NULL",
-            (str(status), _dumps(output), _dumps(error), exit_code, now),
-        )
-
-    async def requeue(self, claim: Claim) -> bool:
-        return await self._update_claimed(
-            claim, "status = 'queued', owner = NULL, os_pid = NULL, os_pid_started = NULL", ()
-        )
-
     async def release(self, claim: Claim) -> None:
         """Forget the OS process of a claim that ended otherwise (e.g. cancelled)."""
 
@@ -490,13 +446,6 @@ class SQLiteStore:
             )
 
         await self._write(body, None)
-
-    async def start_step(self, claim: Claim, index: int, name: str) -> bool:
-        return await self._update_claimed(
-            claim,
-            "step = ?, step_index = ?, progress = NULL, progress_message = NULL",
-            (name, index),
-        )
 
     @staticmethod
     def _record_step(
