@@ -325,3 +325,39 @@ async def test_the_change_counter_moves_for_other_connections_only(store_url: st
     finally:
         await mine.close()
         await theirs.close()
+
+
+async def test_a_cancel_landing_before_the_owner_recorded_the_pid_waits_for_the_executor(
+    store_url: str,
+) -> None:
+    """Another OS process's cancel that lands between the owner's claim and its pid write
+    returns only once the command it had already spawned is gone."""
+    from helpers.invariants import tagged
+
+    async with Manager(store_url) as runner, Manager(store_url, run=False) as client:
+        reached, gate = asyncio.Event(), asyncio.Event()
+        store = runner._store
+        record_pid = store.set_os_pid
+
+        async def held_pid_write(*args: object, **kwargs: object) -> bool:
+            reached.set()  # the command runs; its pid is not in the store yet
+            await gate.wait()
+            return await record_pid(*args, **kwargs)  # type: ignore[arg-type]
+
+        store.set_os_pid = held_pid_write  # type: ignore[method-assign]
+        try:
+            process_id = await client.start(Command(["sleep", "30"]))
+            await asyncio.wait_for(reached.wait(), WAIT)
+            assert tagged([process_id]), "the command should be running"
+            cancelling = asyncio.create_task(client.cancel(process_id))
+
+            async def recorded() -> bool:
+                return (await runner.info(process_id)).status is Status.CANCELLED
+
+            await until(recorded)
+            assert not cancelling.done(), "cancel returned while the command still ran"
+        finally:
+            gate.set()
+        info = await asyncio.wait_for(cancelling, WAIT)
+        assert info.status is Status.CANCELLED
+        assert tagged([process_id]) == []

@@ -416,12 +416,18 @@ class Manager:
             run.request_stop("cancelled")
             await asyncio.shield(run.done.wait())
             return
-        # Another manager runs it: it notices within its poll interval and kills the tree.
+        # Another manager runs it: it notices within its poll interval, stops the tree and
+        # then releases the claim (owner and pid cleared), even if it had not recorded a pid
+        # yet. An owner that is no longer registered has nothing left to release.
         deadline = _clock.monotonic() + self.grace_period + 10 * self.poll_interval + 1.0
         while _clock.monotonic() < deadline:
             current = await self._store.get(record.id)
-            if current is None or current.os_pid is None:
+            if current is None or current.owner is None:
                 return
+            if current.os_pid is None:
+                managers = await self._store.list_managers()
+                if current.owner not in {manager.id for manager in managers}:
+                    return
             await asyncio.sleep(self.poll_interval)
         # The owner did not react (frozen or gone): kill the tree ourselves, if it is here.
         if record.os_pid is not None:

@@ -422,7 +422,7 @@ class PostgresStore(ClaimedUpdates):
         async def body(conn: Any) -> None:
             await conn.execute(
                 self._t(
-                    "UPDATE processes SET os_pid = NULL, os_pid_started = NULL"
+                    "UPDATE processes SET os_pid = NULL, os_pid_started = NULL, owner = NULL"
                     " WHERE id = ? AND owner = ? AND claim_token = ?"
                 ),
                 claim.process_id,

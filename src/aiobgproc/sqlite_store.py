@@ -449,7 +449,7 @@ class SQLiteStore(ClaimedUpdates):
 
         def body(db: Conn) -> None:
             db.execute(
-                "UPDATE processes SET os_pid = NULL, os_pid_started = NULL"
+                "UPDATE processes SET os_pid = NULL, os_pid_started = NULL, owner = NULL"
                 " WHERE id = ? AND owner = ? AND claim_token = ?",
                 _claim_params(claim),
             )

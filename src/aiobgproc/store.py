@@ -172,7 +172,8 @@ class Store(Protocol):
         ...
 
     async def release(self, claim: Claim) -> None:
-        """Forget the OS process of a claim that ended otherwise (cancelled, lost)."""
+        """Forget the OS process and the owner of a claim that ended otherwise (cancelled,
+        lost), once its OS processes are gone: whoever cancelled it waits for that."""
         ...
 
     async def start_step(self, claim: Claim, index: int, name: str) -> bool: ...
