@@ -218,11 +218,7 @@ async def _attach(
     process: ProcessHandle, read_fd: int, on_output: Callable[[bytes], bool]
 ) -> Child:
     """Identify a just-started child and start reading its output pipe."""
-    started: float | None
-    try:
-        started = psutil.Process(process.pid).create_time()
-    except psutil.Error:
-        started = None  # already gone: nothing left to identify
+    started = create_time(process.pid)  # None: already gone, nothing left to identify
     reader = PipeReader(on_output)
     pipe = os.fdopen(read_fd, "rb", buffering=0)
     try:
@@ -254,6 +250,41 @@ async def spawn_forked(
     finally:
         os.close(write_fd)
     return await _attach(process, read_fd, on_output)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_BOOT_TIME_TTL = 1.0
+_boot_time = [-_BOOT_TIME_TTL, 0.0]  # when read (monotonic), and psutil's boot time
+
+
+def _psutil_boot_time() -> float:
+    now = _clock.monotonic()
+    if now - _boot_time[0] >= _BOOT_TIME_TTL:
+        _boot_time[:] = [now, psutil.boot_time()]
+    return _boot_time[1]
+
+
+def create_time(pid: int) -> float | None:
+    """``psutil.Process(pid).create_time()``, or None if there is no such process.
+
+    On Linux it is computed as psutil does (the start time in /proc/PID/stat, in clock
+    ticks since boot, plus the boot time), so the two compare equal, but ~6x cheaper: no
+    psutil.Process is built, and the boot time is read at most once a second."""
+    if sys.platform == "linux":
+        try:
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+            ticks = data[data.rfind(b")") + 2 :].split()[19]
+            return float(ticks) / _CLOCK_TICKS + _psutil_boot_time()
+        except (OSError, IndexError, ValueError):
+            pass  # gone, or not the procfs we know: ask psutil
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def _same_process(proc: psutil.Process, started: float | None) -> bool:
@@ -376,6 +407,8 @@ async def kill_tree(os_pid: int | None, started: float | None, *, tag: str | Non
 
 async def wait_exit(child: Child, timeout: float | None) -> int | None:
     """The child's return code, or None if it is still running after ``timeout`` seconds."""
+    if child.process.returncode is not None:
+        return child.process.returncode  # the common case: no task, no timer
     try:
         return await asyncio.wait_for(asyncio.shield(child.process.wait()), timeout)
     except TimeoutError:
