@@ -200,6 +200,29 @@ async def test_steps_run_in_a_separate_executor_process(manager: Manager, tmp_pa
     assert info.os_pid is None
 
 
+async def test_executor_sees_the_managers_environment_at_run_time(
+    manager: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Changed after the manager (and its warm executor) started: each run sees it as it is.
+    work = Process([Step("stepmods.basic:environ")])
+    names = ["AIOBGPROC_TEST_ADDED", "AIOBGPROC_TEST_REMOVED", "AIOBGPROC_ATTEMPT"]
+    monkeypatch.setenv("AIOBGPROC_TEST_REMOVED", "here")
+    first = await run_to_end(manager, work, {"names": names})
+    assert first.output == {
+        "AIOBGPROC_TEST_ADDED": None,
+        "AIOBGPROC_TEST_REMOVED": "here",
+        "AIOBGPROC_ATTEMPT": "1",
+    }
+    monkeypatch.setenv("AIOBGPROC_TEST_ADDED", "new")
+    monkeypatch.delenv("AIOBGPROC_TEST_REMOVED")
+    info = await run_to_end(manager, work, {"names": names})
+    assert info.output == {
+        "AIOBGPROC_TEST_ADDED": "new",
+        "AIOBGPROC_TEST_REMOVED": None,
+        "AIOBGPROC_ATTEMPT": "1",
+    }
+
+
 async def test_sync_and_async_functions_and_classes_pass_data_along(manager: Manager) -> None:
     info = await run_to_end(
         manager,

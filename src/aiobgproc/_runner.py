@@ -167,8 +167,9 @@ class _Runner:
             # It said its last word; give it the grace period to exit on its own.
             exited = await _spawn.wait_exit(child, self.context.grace_period) is not None
         if exited:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(child.reader.closed), _DRAIN_TIMEOUT)
+            if not child.reader.closed.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(child.reader.closed), _DRAIN_TIMEOUT)
             if self.sweep_tagged_on_exit or _group_exists(child.os_pid):
                 # Whatever the child left running in its session goes with it (and, for
                 # steps, whatever escaped the session but carries the process's tag).

@@ -17,10 +17,11 @@ import fcntl
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 
@@ -128,17 +129,22 @@ async def spawn(
     """
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     _enlarge_pipe(read_fd)
+    options: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL if stdin is None else stdin,
+        "stdout": write_fd,
+        "stderr": write_fd,
+        "cwd": cwd,
+        "env": dict(env) if env is not None else None,
+        "start_new_session": True,
+        "pass_fds": tuple(pass_fds),
+    }
+    process: ProcessHandle
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
-            stdout=write_fd,
-            stderr=write_fd,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-            pass_fds=tuple(pass_fds),
-        )
+        if _PIDFD:
+            # As asyncio itself does: Popen forks and execs synchronously, in the loop thread.
+            process = PidfdProcess(subprocess.Popen(argv, **options))  # noqa: ASYNC220
+        else:
+            process = await asyncio.create_subprocess_exec(*argv, **options)
     except BaseException:
         os.close(read_fd)
         raise
@@ -147,15 +153,72 @@ async def spawn(
     return await _attach(process, read_fd, on_output)
 
 
+def _pidfd_works() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+_PIDFD = _pidfd_works()
+"""Whether children can be watched by pidfd here (Linux >= 5.3): then spawn() reaps them
+itself, and asyncio's child watcher (on 3.11 a thread per child) is not involved."""
+
+
+class PidfdProcess:
+    """A child started by subprocess.Popen, reaped when its pidfd becomes readable in the
+    event loop: the part of asyncio.subprocess.Process the runners use, without a watcher
+    thread per child (~0.5 ms of CPU and a thread start each). Only ever waits for its own
+    pid, so it cannot take another library's children."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.returncode: int | None = None
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        try:
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except OSError:
+            self._pidfd = None  # cannot happen for our unreaped child; reap by polling
+            self._loop.call_soon(self._poll)
+            return
+        self._loop.add_reader(self._pidfd, self._reap)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def _try_reap(self) -> bool:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            code = 255  # reaped by someone else (a process-wide SIGCHLD handler): status lost
+        else:
+            if pid == 0:
+                return False
+            code = os.waitstatus_to_exitcode(status)
+        self.returncode = self._popen.returncode = code
+        if not self._exited.done():
+            self._exited.set_result(code)
+        return True
+
+    def _reap(self) -> None:
+        if self._try_reap() and self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _poll(self) -> None:
+        if not self._try_reap():
+            self._loop.call_later(0.01, self._poll)
+
+
 async def _attach(
     process: ProcessHandle, read_fd: int, on_output: Callable[[bytes], bool]
 ) -> Child:
     """Identify a just-started child and start reading its output pipe."""
-    started: float | None
-    try:
-        started = psutil.Process(process.pid).create_time()
-    except psutil.Error:
-        started = None  # already gone: nothing left to identify
+    started = create_time(process.pid)  # None: already gone, nothing left to identify
     reader = PipeReader(on_output)
     pipe = os.fdopen(read_fd, "rb", buffering=0)
     try:
@@ -187,6 +250,41 @@ async def spawn_forked(
     finally:
         os.close(write_fd)
     return await _attach(process, read_fd, on_output)
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_BOOT_TIME_TTL = 1.0
+_boot_time = [-_BOOT_TIME_TTL, 0.0]  # when read (monotonic), and psutil's boot time
+
+
+def _psutil_boot_time() -> float:
+    now = _clock.monotonic()
+    if now - _boot_time[0] >= _BOOT_TIME_TTL:
+        _boot_time[:] = [now, psutil.boot_time()]
+    return _boot_time[1]
+
+
+def create_time(pid: int) -> float | None:
+    """``psutil.Process(pid).create_time()``, or None if there is no such process.
+
+    On Linux it is computed as psutil does (the start time in /proc/PID/stat, in clock
+    ticks since boot, plus the boot time), so the two compare equal, but ~6x cheaper: no
+    psutil.Process is built, and the boot time is read at most once a second."""
+    if sys.platform == "linux":
+        try:
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+            ticks = data[data.rfind(b")") + 2 :].split()[19]
+            return float(ticks) / _CLOCK_TICKS + _psutil_boot_time()
+        except (OSError, IndexError, ValueError):
+            pass  # gone, or not the procfs we know: ask psutil
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def _same_process(proc: psutil.Process, started: float | None) -> bool:
@@ -309,6 +407,8 @@ async def kill_tree(os_pid: int | None, started: float | None, *, tag: str | Non
 
 async def wait_exit(child: Child, timeout: float | None) -> int | None:
     """The child's return code, or None if it is still running after ``timeout`` seconds."""
+    if child.process.returncode is not None:
+        return child.process.returncode  # the common case: no task, no timer
     try:
         return await asyncio.wait_for(asyncio.shield(child.process.wait()), timeout)
     except TimeoutError:

@@ -4,7 +4,8 @@ each process run.
 Started by the manager as ``python -I -c <boot> <control fd> <preload> <sys.path...>``.
 It imports the executor (and any modules named in ``preload``) once, then waits on a
 SOCK_SEQPACKET control socket. For each ``fork`` request — which carries the run's output
-pipe and channel socket as SCM_RIGHTS file descriptors, its environment and working
+pipe and channel socket as SCM_RIGHTS file descriptors, its environment (as a difference
+from the zygote's own, which the zygote reports when ready) and working
 directory — it forks a child that starts a session of its own, takes the pipe as stdout and
 stderr and /dev/null as stdin, and runs ``executor.main`` on the channel: the same executor a
 cold spawn would run, minus interpreter start-up and imports. The zygote reaps its children
@@ -16,6 +17,7 @@ when the manager closes the control socket (or dies).
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # no stub; see _child
 import importlib
 import marshal
 import os
@@ -72,15 +74,30 @@ def _end_children(children: set[int]) -> None:
             return
 
 
+def _set_environ(changed: dict[str, str], removed: list[str]) -> None:
+    """Apply the run's environment as a difference from ours (which the manager knows: we
+    sent it with "ready"): usually a few variables, not the whole environment again."""
+    environ = os.environ
+    for name in removed:
+        environ.pop(name, None)
+    for name, value in changed.items():
+        environ[name] = value
+
+
 def _child(
-    out_fd: int, channel_fd: int, env: dict[str, str], cwd: str | None, close: list[int]
+    out_fd: int,
+    channel_fd: int,
+    env: tuple[dict[str, str], list[str]],
+    cwd: str | None,
+    close: list[int],
 ) -> None:
     """In the forked child: become a fresh executor process, run, and never return."""
     code = 70
     try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # _signal, not signal: the latter's wrappers build enums (~100 us in a fresh child).
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
         os.setsid()
         for fd in close:
             os.close(fd)
@@ -90,8 +107,7 @@ def _child(
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
-        os.environ.clear()
-        os.environ.update(env)
+        _set_environ(*env)
         if cwd:
             os.chdir(cwd)
         code = executor.main([str(channel_fd)])
@@ -127,7 +143,8 @@ def main(control_fd: int, preload: list[str]) -> int:
 
     gc.collect()
     gc.freeze()
-    _send(control, "ready", os.getpid())
+    # Our environment, which each fork request then amends (see _set_environ).
+    _send(control, "ready", os.getpid(), dict(os.environ))
     children: set[int] = set()
     try:
         _serve(control, wake_read, wake_write, children)
@@ -159,11 +176,17 @@ def _serve(control: socket.socket, wake_read: int, wake_write: int, children: se
             for fd in fds:
                 os.close(fd)
             continue
-        _, request_id, env, cwd = request
+        _, request_id, changed, removed, cwd = request
         out_fd, channel_fd = fds
         pid = os.fork()
         if pid == 0:
-            _child(out_fd, channel_fd, env, cwd, [control.fileno(), wake_read, wake_write])
+            _child(
+                out_fd,
+                channel_fd,
+                (changed, removed),
+                cwd,
+                [control.fileno(), wake_read, wake_write],
+            )
         children.add(pid)
         os.close(out_fd)
         os.close(channel_fd)

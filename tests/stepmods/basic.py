@@ -74,6 +74,11 @@ async def loop_id(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "loop": id(asyncio.get_running_loop())}
 
 
+def environ(data: dict[str, Any]) -> dict[str, Any]:
+    """The executor's environment variables named in ``data["names"]`` (None: unset)."""
+    return {name: os.environ.get(name) for name in data["names"]}
+
+
 def measure(data: dict[str, Any]) -> dict[str, Any]:
     blob: str = data["blob"]
     return {"length": len(blob), "head": blob[:8], "tail": blob[-8:]}
