@@ -161,6 +161,27 @@ async def test_command_runs_in_cwd_with_env_added_to_the_inherited_environment(
     assert lines[1:] == ["added", "from-parent"]
 
 
+async def test_each_command_sees_the_managers_environment_as_it_is_at_its_start(
+    manager: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inherited environment is read anew for each run: changes in the manager's process
+    between two runs (set, changed, removed) reach the next one."""
+
+    async def seen() -> str:
+        process_id = await manager.start(Command(["sh", "-c", 'echo "[$AIOBGPROC_TEST_VAR]"']))
+        assert (await manager.wait_for(process_id, timeout=10)).status is Status.FINISHED
+        return (await manager.output(process_id)).decode().strip()
+
+    monkeypatch.delenv("AIOBGPROC_TEST_VAR", raising=False)
+    assert await seen() == "[]"
+    monkeypatch.setenv("AIOBGPROC_TEST_VAR", "one")
+    assert await seen() == "[one]"
+    monkeypatch.setenv("AIOBGPROC_TEST_VAR", "two")
+    assert await seen() == "[two]"
+    monkeypatch.delenv("AIOBGPROC_TEST_VAR")
+    assert await seen() == "[]"
+
+
 async def test_non_zero_exit_code_makes_the_command_error_with_exit_code_output(
     manager: Manager,
 ) -> None:

@@ -40,7 +40,8 @@ class Changes:
         """Wait for ``event`` at most ``timeout`` seconds (no error when it passes)."""
         self.waiting += 1
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # unlike wait_for, no task per wait
+                await event.wait()
         except TimeoutError:
             pass
         finally:

@@ -47,8 +47,8 @@ class OutputRecorder:
         self.error: BaseException | None = None
 
     def start(self) -> None:
+        # The flusher task starts with the first output: a silent child costs no task.
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._flush_loop())
 
     def feed(self, data: bytes) -> bool:
         """Take a chunk; False asks the reader to pause until ``on_drain`` is called."""
@@ -59,6 +59,8 @@ class OutputRecorder:
             data = data[: max(room, 0)]
             self.truncated = True
         self._buffer += data
+        if self._task is None and self._loop is not None and not self._closed:
+            self._task = self._loop.create_task(self._flush_loop())
         if len(self._buffer) >= self._flush_bytes:
             self._wake.set()
         elif self._timer is None and self._loop is not None:

@@ -127,7 +127,7 @@ class _Runner:
         return recorder
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = _spawn.environment()
         env.update(self.record.spec.get("env") or {})
         env[_spawn.TAG_VARIABLE] = self.record.id
         env[_spawn.CLAIM_VARIABLE] = str(self.claim.token)
@@ -241,7 +241,7 @@ class CommandRunner(_Runner):
         try:
             if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
                 self.stop.set_result("lost") if not self.stop.done() else None
-            exit_task = asyncio.ensure_future(child.process.wait())
+            exit_task = _spawn.exit_future(child.process)
             waits: set[asyncio.Future[Any]] = {exit_task, self.stop}
             done, _ = await asyncio.wait(
                 waits,
@@ -438,7 +438,7 @@ class StepsRunner(_Runner):
 
         Returns True when the executor exited on its own.
         """
-        exit_task = asyncio.ensure_future(child.process.wait())
+        exit_task = _spawn.exit_future(child.process)
         frame_task: asyncio.Future[tuple[Any, ...] | None] = asyncio.ensure_future(
             _read_frame(reader)
         )

@@ -39,6 +39,11 @@ class ForkedProcess:
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
 
+    @property
+    def ended(self) -> asyncio.Future[int]:
+        """Resolved with the return code (never cancel it: ``wait`` shares it)."""
+        return self._exited
+
     def exited(self, returncode: int) -> None:
         if self.returncode is None:
             self.returncode = returncode

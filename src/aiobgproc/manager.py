@@ -308,18 +308,18 @@ class Manager:
 
     # -- inspecting ------------------------------------------------------------------------
 
-    async def _record(self, process_id: str) -> ProcessRecord:
+    async def _record(self, process_id: str, *, full: bool = True) -> ProcessRecord:
         self._check_open()
         if not isinstance(process_id, str) or not process_id:
             raise ProcessNotFoundError(process_id)
-        record = await self._store.get(process_id)
+        record = await self._store.get(process_id, full=full)
         if record is None:
             raise ProcessNotFoundError(process_id)
         return record
 
     async def info(self, process_id: str) -> ProcessInfo:
         """A snapshot of the process. Raises ProcessNotFoundError for an unknown id."""
-        return (await self._record(process_id)).to_info()
+        return (await self._record(process_id, full=False)).to_info()
 
     async def list(
         self, *, status: Status | str | Iterable[Status | str] | None = None, limit: int = 100
@@ -375,7 +375,7 @@ class Manager:
         deadline = None if limit is None else _clock.monotonic() + limit
         while True:
             event = self._changes.event(process_id)
-            record = await self._record(process_id)
+            record = await self._record(process_id, full=False)
             if record.status in STOPPED_STATUSES:
                 return record.to_info()
             step = self._wait_step(record)

@@ -354,9 +354,9 @@ class PostgresStore(ClaimedUpdates):
 
         await self._write(body, None, single=True)
 
-    async def get(self, process_id: str) -> ProcessRecord | None:
+    async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
         row = await self._fetchrow(f"SELECT {COLUMNS} FROM processes WHERE id = ?", process_id)
-        return None if row is None else record(row)
+        return None if row is None else record(row, full=full)
 
     async def list_processes(
         self, statuses: Sequence[Status] | None, limit: int

@@ -207,17 +207,38 @@ def _waiting(db: Conn, checkpoint_pages: int, fn: Callable[..., T], *args: Any) 
         db.execute("PRAGMA busy_timeout = 0")
 
 
-def _group_commit(
-    db: Conn, writes: list[tuple[Callable[[Conn], Any], Any]], *, begun: bool = False
-) -> list[Any]:
-    """Several writes in one BEGIN IMMEDIATE transaction, each in a savepoint of its own: one
-    whose compare-and-set fails (_Rollback) or that raises is undone alone. Returns each
-    write's result, its ``on_rollback`` value, or the exception it raised."""
+Write = tuple[Callable[[Conn], Any], Any, bool]
+"""A write for _group_commit: its body, its value when it rolls back, whether it is a single
+statement (atomic by itself: it needs no savepoint)."""
+
+
+def _group_commit(db: Conn, writes: list[Write], *, begun: bool = False) -> list[Any]:
+    """Several writes in one BEGIN IMMEDIATE transaction, each in a savepoint of its own
+    (a single statement is its own): one whose compare-and-set fails (_Rollback) or that
+    raises is undone alone. Returns each write's result, its ``on_rollback`` value, or the
+    exception it raised."""
     if not begun:
         _begin_immediate(db)
+    alone = len(writes) == 1  # the transaction is the write's own: no savepoint needed
     results: list[Any] = []
     try:
-        for body, on_rollback in writes:
+        for body, on_rollback, single in writes:
+            if alone or single:
+                try:
+                    results.append(body(db))
+                except _Rollback:
+                    if alone:
+                        db.execute("ROLLBACK")
+                        return [on_rollback]
+                    results.append(on_rollback)  # a lone statement that changed nothing
+                except Exception as exc:
+                    if not db.in_transaction:  # an error that ended the transaction
+                        raise
+                    if alone:
+                        db.execute("ROLLBACK")
+                        return [exc]
+                    results.append(exc)  # SQLite undid the failed statement
+                continue
             db.execute("SAVEPOINT write")
             try:
                 results.append(body(db))
@@ -229,7 +250,8 @@ def _group_commit(
                 results.append(exc)
             db.execute("RELEASE write")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
     return results
@@ -242,7 +264,7 @@ class SQLiteStore(ClaimedUpdates):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
-        self._pending: list[tuple[Callable[[Conn], Any], Any, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._pending_long = False  # a pending write may take long: commit it in the thread
         self._threaded = 0  # operations in (or queued for) the connection thread
@@ -379,7 +401,14 @@ class SQLiteStore(ClaimedUpdates):
                 raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
         return await self._call(fn, *args)
 
-    async def _write(self, body: Callable[[Conn], T], on_rollback: T, *, long: bool = False) -> T:
+    async def _write(
+        self,
+        body: Callable[[Conn], T],
+        on_rollback: T,
+        *,
+        long: bool = False,
+        single: bool = False,
+    ) -> T:
         """``body`` as an atomic write (see _group_commit).
 
         Writes asked for while a transaction is in flight are grouped into the next one
@@ -388,14 +417,14 @@ class SQLiteStore(ClaimedUpdates):
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((body, on_rollback, future))
+        self._pending.append(((body, on_rollback, single), future))
         self._pending_long = self._pending_long or long
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush_writes())
         result: T = await future
         return result
 
-    def _commit_here(self, writes: list[tuple[Callable[[Conn], Any], Any]]) -> list[Any] | None:
+    def _commit_here(self, writes: list[Write]) -> list[Any] | None:
         """_group_commit in the loop's thread, if the write lock is free right now (None if
         not: the caller goes to the connection thread, which waits for it)."""
         db = self._db
@@ -426,7 +455,7 @@ class SQLiteStore(ClaimedUpdates):
         while self._pending:
             batch, self._pending = self._pending, []
             long, self._pending_long = self._pending_long, False
-            writes = [(body, on_rollback) for body, on_rollback, _ in batch]
+            writes = [write for write, _ in batch]
             try:
                 try:
                     here = None if long else self._commit_here(writes)
@@ -434,7 +463,7 @@ class SQLiteStore(ClaimedUpdates):
                     raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
                 results = here if here is not None else await self._call(_group_commit, writes)
             except BaseException as exc:
-                for _, _, future in batch:
+                for _, future in batch:
                     if not future.done():
                         future.set_exception(
                             exc if isinstance(exc, Exception) else StoreError(str(exc))
@@ -442,7 +471,7 @@ class SQLiteStore(ClaimedUpdates):
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, _, future), result in zip(batch, results, strict=True):
+            for (_, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, sqlite3.Error):
@@ -470,13 +499,13 @@ class SQLiteStore(ClaimedUpdates):
                 ),
             )
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
-    async def get(self, process_id: str) -> ProcessRecord | None:
+    async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
         row = await self._read(
             _one, f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)
         )
-        return None if row is None else _record(row)
+        return None if row is None else _record(row, full=full)
 
     async def list_processes(
         self, statuses: Sequence[Status] | None, limit: int
@@ -509,7 +538,7 @@ class SQLiteStore(ClaimedUpdates):
                 (owner, now, limit),
             ).fetchall()
 
-        rows: list[Any] = await self._write(body, [])
+        rows: list[Any] = await self._write(body, [], single=True)
         return sorted((_record(row) for row in rows), key=lambda r: (r.created_at, r.id))
 
     async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
@@ -525,7 +554,7 @@ class SQLiteStore(ClaimedUpdates):
                 (owner, now),
             )
 
-        row = await self._write(body, None)
+        row = await self._write(body, None, single=True)
         return None if row is None else _record(row)
 
     async def _update_claimed(
@@ -538,7 +567,7 @@ class SQLiteStore(ClaimedUpdates):
             )
             return cursor.rowcount == 1
 
-        return await self._write(body, False)
+        return await self._write(body, False, single=True)
 
     async def release(self, claim: Claim) -> None:
         """Forget the OS process of a claim that ended otherwise (e.g. cancelled)."""
@@ -550,7 +579,7 @@ class SQLiteStore(ClaimedUpdates):
                 _claim_params(claim),
             )
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     @staticmethod
     def _record_step(
@@ -770,7 +799,7 @@ class SQLiteStore(ClaimedUpdates):
                 ),
             )
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:
         def body(db: Conn) -> bool:
@@ -780,19 +809,19 @@ class SQLiteStore(ClaimedUpdates):
             )
             return cursor.rowcount == 1
 
-        return await self._write(body, False)
+        return await self._write(body, False, single=True)
 
     async def set_manager_runs(self, manager_id: str, runs: bool) -> None:
         def body(db: Conn) -> None:
             db.execute("UPDATE managers SET runs = ? WHERE id = ?", (int(runs), manager_id))
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def unregister_manager(self, manager_id: str) -> None:
         def body(db: Conn) -> None:
             db.execute("DELETE FROM managers WHERE id = ?", (manager_id,))
 
-        await self._write(body, None)
+        await self._write(body, None, single=True)
 
     async def list_managers(self) -> list[ManagerRecord]:
         rows = await self._read(

@@ -128,7 +128,10 @@ class Store(Protocol):
 
     async def insert(self, process: NewProcess) -> None: ...
 
-    async def get(self, process_id: str) -> ProcessRecord | None: ...
+    async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
+        """The process, or None. ``full=False`` may leave ``spec`` and ``input`` undecoded
+        (empty): enough for ProcessInfo, which shows neither."""
+        ...
 
     async def list_processes(
         self, statuses: Sequence[Status] | None, limit: int
