@@ -973,15 +973,15 @@ async def _raw_pipe(nbytes: int) -> float:
 
 def _sqlite_ceiling(nbytes: int, directory: Path) -> float:
     """Seconds plain sqlite3 takes to store ``nbytes`` as 1 MiB BLOB rows, one transaction
-    each, in a new file with the store's settings (64 KiB pages, WAL, synchronous=NORMAL, a
+    each, in a new file with the store's settings (4 KiB pages, WAL, synchronous=NORMAL, a
     checkpoint every 16 MiB): what any design that keeps output in SQLite pays at least."""
     path = directory / f"ceiling-{secrets.token_hex(4)}.db"
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        db.execute("PRAGMA page_size = 65536")
+        db.execute("PRAGMA page_size = 4096")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA wal_autocheckpoint = 256")
+        db.execute("PRAGMA wal_autocheckpoint = 4096")
         db.execute("CREATE TABLE chunks (process_id TEXT, seq INTEGER, data BLOB)")
         blob = bytes(MIB)
         started = time.perf_counter()
