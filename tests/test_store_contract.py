@@ -361,3 +361,40 @@ async def test_a_cancel_landing_before_the_owner_recorded_the_pid_waits_for_the_
         info = await asyncio.wait_for(cancelling, WAIT)
         assert info.status is Status.CANCELLED
         assert tagged([process_id]) == []
+
+
+async def test_a_start_with_a_free_slot_and_nothing_queued_runs_at_once_and_in_order(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A manager with a free slot and an empty queue stores a new process already claimed
+    (it is running when start() returns); with the slots full, starts queue up and run in
+    the order they were started; max_jobs and stop_claiming hold on that path too."""
+    log = tmp_path / "order.log"
+
+    def appending(tag: str, seconds: float = 0.0) -> Command:
+        script = f'echo {tag} >> "{log}"; sleep {seconds}'
+        return Command(["sh", "-c", script])
+
+    async with Manager(store_url, concurrency=1) as manager:
+        first = await manager.start(appending("first", 0.5))
+        assert (await manager.info(first)).status is Status.RUNNING  # no queued phase
+        later = [await manager.start(appending(f"later{index}")) for index in range(3)]
+        assert [(await manager.info(pid)).status for pid in later] == [Status.QUEUED] * 3
+        for process_id in [first, *later]:
+            assert (await manager.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
+        assert log.read_text().split() == ["first", "later0", "later1", "later2"]
+        for process_id in [first, *later]:
+            assert (await manager.info(process_id)).attempts == 1
+
+        await manager.stop_claiming()
+        held = await manager.start(appending("held"))
+        assert (await manager.info(held)).status is Status.QUEUED
+        await manager.resume_claiming()
+        assert (await manager.wait_for(held, timeout=WAIT)).status is Status.FINISHED
+
+    async with Manager(store_url, concurrency=4, max_jobs=1) as limited:
+        taken = await limited.start(appending("taken"))
+        left = await limited.start(appending("left"))
+        assert (await limited.wait_for(taken, timeout=WAIT)).status is Status.FINISHED
+        assert (await limited.info(left)).status is Status.QUEUED
+        assert limited.exhausted

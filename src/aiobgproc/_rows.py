@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .models import Status
-from .store import Claim, ProcessRecord
+from .store import Claim, NewProcess, ProcessRecord
 
 COLUMNS: Final = (
     "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
@@ -24,6 +24,33 @@ def loads(text: str | None) -> Any:
 
 def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+_INSERT: Final = (
+    "INSERT INTO processes (id, kind, status, spec, input, timeout, steps_total, created_at,"
+    " owner, claim_token, attempts, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert(process: NewProcess, owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The statement that stores a new process: queued, or (``owner``) already claimed by
+    that manager, as its first claim would leave it; then it returns the row."""
+    claimed = owner is not None
+    sql = f"{_INSERT} RETURNING {COLUMNS}" if claimed else _INSERT
+    return sql, (
+        process.id,
+        process.kind,
+        "running" if claimed else "queued",
+        process.spec_json(),
+        dumps(process.input),
+        process.timeout,
+        process.steps_total,
+        process.created_at,
+        owner,
+        1 if claimed else 0,
+        1 if claimed else 0,
+        process.created_at if claimed else None,
+    )
 
 
 def record(row: Sequence[Any], *, full: bool = True) -> ProcessRecord:

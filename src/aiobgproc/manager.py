@@ -138,6 +138,8 @@ class Manager:
         self._changes = Changes()
         self._claiming = False
         self._paused = False
+        self._reserved = 0  # slots taken by starts that claim at once, still being written
+        self._asked = 0  # slots the claim in flight may fill
         self._counter_at_open: int | None = None
         self._store_changed = asyncio.Event()
         self._runs: dict[str, _Run] = {}
@@ -299,12 +301,47 @@ class Manager:
             steps_total=len(spec.get("steps", ())),
             created_at=_clock.wall(),
         )
+        # With a free slot and nothing queued (that would go first), this manager takes the
+        # process at once: stored already claimed, one write and no claim loop wake-up.
+        if self._free_slots() > 0 and await self._queue_is_empty():
+            await asyncio.shield(self._start_claimed(process))
+            return process.id
         await self._store.insert(process)
         log.info(
             "process %s queued (%s)", process.id, process.kind, extra={"process_id": process.id}
         )
-        self._changes.notify(_QUEUE)
+        self._queue_gained()
         return process.id
+
+    async def _start_claimed(self, process: NewProcess) -> None:
+        """Store ``process`` claimed by this manager and run it (shielded: once stored, it
+        is launched even if the caller of start() is cancelled)."""
+        self._reserved += 1
+        try:
+            record = await self._store.insert(process, owner=self.id)
+        finally:
+            self._reserved -= 1
+        assert record is not None
+        log.info(
+            "process %s started (%s)", process.id, process.kind, extra={"process_id": process.id}
+        )
+        self.jobs_claimed += 1
+        self._launch(record)
+        if self.exhausted:
+            await self._announce_runs(False)
+
+    def _free_slots(self) -> int:
+        """Processes this manager may take on now."""
+        if not self.runs_processes or self._closing or self._paused:
+            return 0
+        free = self.concurrency - len(self._runs) - self._reserved - self._asked
+        if self.max_jobs is not None:
+            free = min(free, self.max_jobs - self.jobs_claimed - self._reserved - self._asked)
+        return free
+
+    def _queue_gained(self) -> None:
+        """Something may have been queued: the run loop claims."""
+        self._changes.notify(_QUEUE)
 
     # -- inspecting ------------------------------------------------------------------------
 
@@ -453,7 +490,7 @@ class Manager:
             )
         log.info("process %s proceeded", process_id, extra={"process_id": process_id})
         self._changes.notify(process_id)
-        self._changes.notify(_QUEUE)
+        self._queue_gained()
         return process_id
 
     async def prune(self, older_than: timedelta | float) -> int:
@@ -471,11 +508,10 @@ class Manager:
     async def _run_loop(self) -> None:
         while not self._closing:
             event = self._changes.event(_QUEUE)
-            free = self.concurrency - len(self._runs)
-            if self.max_jobs is not None:
-                free = min(free, self.max_jobs - self.jobs_claimed)
-            if free > 0 and not self._paused:
+            free = self._free_slots()
+            if free > 0:
                 self._claiming = True
+                self._asked = free
                 try:
                     records = await self._store.claim(self.id, _clock.wall(), free)
                 except StoreError:
@@ -484,6 +520,7 @@ class Manager:
                     await asyncio.sleep(self.poll_interval)
                 finally:
                     self._claiming = False
+                    self._asked = 0
                 for record in records:
                     fault("after_claim")
                     self.jobs_claimed += 1
@@ -503,7 +540,7 @@ class Manager:
     async def resume_claiming(self) -> None:
         self._paused = False
         await self._announce_runs(True)
-        self._changes.notify(_QUEUE)
+        self._queue_gained()
 
     async def queue_is_empty(self) -> bool:
         """Whether no process waits in the queue (of the whole store)."""
@@ -631,13 +668,14 @@ class Manager:
         cannot say what (SQLite), else the waiters of those processes, the run loop if one
         was queued, and runs that may have been cancelled or taken over."""
         if changed is None:
+            self._queue_gained()
             self._changes.notify(None)
             await self._check_runs()
             return
         for process_id in changed:
             self._changes.notify(process_id)
         if Status.QUEUED.value in changed.values():
-            self._changes.notify(_QUEUE)
+            self._queue_gained()
         self._changes.notify(_IDLE)
         if not self._runs.keys().isdisjoint(changed):
             await self._check_runs()
@@ -680,6 +718,7 @@ class Manager:
                     grace_period=self.grace_period,
                     max_attempts=self.max_attempts,
                 ):
+                    self._queue_gained()
                     self._changes.notify(None)
                 await self._requeue_strays()
             except StoreError:
@@ -712,4 +751,5 @@ class Manager:
                         process_id,
                         extra={"process_id": process_id},
                     )
-                    await self._store.requeue(record.claim(self.id))
+                    if await self._store.requeue(record.claim(self.id)):
+                        self._queue_gained()

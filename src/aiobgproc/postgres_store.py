@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._faults import fault
 from ._rows import COLUMNS, ClaimedUpdates, dumps, loads, record
+from ._rows import insert as insert_statement
 from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
@@ -336,23 +337,18 @@ class PostgresStore(ClaimedUpdates):
 
     # -- processes ---------------------------------------------------------------------------
 
-    async def insert(self, process: NewProcess) -> None:
-        async def body(conn: Any) -> None:
-            await conn.execute(
-                self._t(
-                    "INSERT INTO processes (id, kind, status, spec, input, timeout, steps_total,"
-                    " created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)"
-                ),
-                process.id,
-                process.kind,
-                process.spec_json(),
-                dumps(process.input),
-                process.timeout,
-                process.steps_total,
-                process.created_at,
-            )
+    async def insert(
+        self, process: NewProcess, *, owner: str | None = None
+    ) -> ProcessRecord | None:
+        sql, params = insert_statement(process, owner)
 
-        await self._write(body, None, single=True)
+        async def body(conn: Any) -> Any:
+            if owner is not None:
+                return await conn.fetchrow(self._t(sql), *params)
+            return await conn.execute(self._t(sql), *params)
+
+        row = await self._write(body, None, single=True)
+        return record(row) if owner is not None else None
 
     async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
         row = await self._fetchrow(f"SELECT {COLUMNS} FROM processes WHERE id = ?", process_id)

@@ -34,6 +34,7 @@ from ._faults import fault
 from ._rows import COLUMNS as _COLUMNS
 from ._rows import ClaimedUpdates
 from ._rows import dumps as _dumps
+from ._rows import insert as _insert
 from ._rows import loads as _loads
 from ._rows import record as _record
 from .errors import StoreError
@@ -484,23 +485,16 @@ class SQLiteStore(ClaimedUpdates):
 
     # -- processes ---------------------------------------------------------------------------
 
-    async def insert(self, process: NewProcess) -> None:
-        def body(db: Conn) -> None:
-            db.execute(
-                "INSERT INTO processes (id, kind, status, spec, input, timeout, steps_total,"
-                " created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (
-                    process.id,
-                    process.kind,
-                    process.spec_json(),
-                    _dumps(process.input),
-                    process.timeout,
-                    process.steps_total,
-                    process.created_at,
-                ),
-            )
+    async def insert(
+        self, process: NewProcess, *, owner: str | None = None
+    ) -> ProcessRecord | None:
+        sql, params = _insert(process, owner)
 
-        await self._write(body, None, single=True)
+        def body(db: Conn) -> Any:
+            return _one(db, sql, params) if owner is not None else db.execute(sql, params)
+
+        row = await self._write(body, None, single=True)
+        return _record(row) if owner is not None else None
 
     async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
         row = await self._read(

@@ -126,7 +126,12 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert(self, process: NewProcess) -> None: ...
+    async def insert(
+        self, process: NewProcess, *, owner: str | None = None
+    ) -> ProcessRecord | None:
+        """Store a new queued process; or, with ``owner``, one already claimed by that manager
+        (its first claim), and return it."""
+        ...
 
     async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
         """The process, or None. ``full=False`` may leave ``spec`` and ``input`` undecoded
