@@ -15,6 +15,8 @@ class Changes:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self.waiting = 0
+        self.waiter_arrived = asyncio.Event()
+        """Set when a wait begins: an idle watcher starts polling at once, not a poll later."""
 
     def event(self, key: str) -> asyncio.Event:
         event = self._events.get(key)
@@ -39,6 +41,7 @@ class Changes:
     async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
         """Wait for ``event`` at most ``timeout`` seconds (no error when it passes)."""
         self.waiting += 1
+        self.waiter_arrived.set()
         try:
             async with asyncio.timeout(timeout):  # unlike wait_for, no task per wait
                 await event.wait()

@@ -646,8 +646,13 @@ class Manager:
         last: int | None = self._counter_at_open
         while True:
             if not self.runs_processes and self._changes.waiting == 0:
-                await asyncio.sleep(self.poll_interval)
-                continue
+                # Nobody to wake: idle until someone waits (then poll at once) or a poll
+                # interval passes (the counter is kept current meanwhile).
+                self._changes.waiter_arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changes.waiter_arrived.wait(), self.poll_interval)
+                if self._changes.waiting == 0:
+                    continue
             try:
                 counter = await self._store.change_counter()
             except StoreError:
