@@ -428,27 +428,38 @@ class PostgresStore(ClaimedUpdates):
 
         await self._write(body, None, single=True)
 
-    async def _record_step(
-        self, conn: Any, claim: Claim, index: int, name: str, output: str, now: float
+    async def _record_step_and(
+        self,
+        claim: Claim,
+        index: int,
+        name: str,
+        output: str,
+        now: float,
+        assignments: str,
+        values: tuple[Any, ...],
     ) -> bool:
-        status = await conn.execute(
-            self._t(
-                "INSERT INTO step_outputs (process_id, step_index, step_name, attempt, output,"
-                " committed_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM processes"
-                " WHERE id = ? AND status = 'running' AND owner = ? AND claim_token = ?"
-                " FOR UPDATE) ON CONFLICT DO NOTHING"
-            ),
-            claim.process_id,
-            index,
-            name,
-            claim.attempt,
-            output,
-            now,
-            claim.process_id,
-            claim.owner,
-            claim.token,
+        """Insert the step's output and update the process (``assignments``), both or
+        neither, in one statement: the insert locks the process row after checking the claim
+        (``FOR UPDATE``), and the update runs only on the row the insert recorded."""
+        sql = (
+            "WITH recorded AS (INSERT INTO step_outputs (process_id, step_index, step_name,"
+            " attempt, output, committed_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1"
+            " FROM processes WHERE id = ? AND status = 'running' AND owner = ? AND"
+            " claim_token = ? FOR UPDATE) ON CONFLICT DO NOTHING RETURNING process_id)"
+            f" UPDATE processes SET {assignments} WHERE id = (SELECT process_id FROM recorded)"
+            " AND status = 'running' AND owner = ? AND claim_token = ?"
         )
-        return bool(status == "INSERT 0 1")
+        params = (
+            *(claim.process_id, index, name, claim.attempt, output, now),
+            *(claim.process_id, claim.owner, claim.token),
+            *values,
+            *(claim.owner, claim.token),
+        )
+
+        async def body(conn: Any) -> bool:
+            return bool(await conn.execute(self._t(sql), *params) == "UPDATE 1")
+
+        return await self._write(body, False, single=True)
 
     async def commit_step(
         self,
@@ -462,61 +473,31 @@ class PostgresStore(ClaimedUpdates):
     ) -> bool:
         text = dumps(output)
         assert text is not None
-
-        async def body(conn: Any) -> bool:
-            if not await self._record_step(conn, claim, index, name, text, now):
-                return False
-            if final:
-                sql = (
-                    "UPDATE processes SET step_index = ?, input = ?, output = ?, status ="
-                    " 'finished', finished_at = ?, os_pid = NULL, os_pid_started = NULL,"
-                    " progress = NULL, progress_message = NULL WHERE id = ? AND status ="
-                    " 'running' AND owner = ? AND claim_token = ?"
-                )
-                params: tuple[Any, ...] = (index + 1, text, text, now)
-            else:
-                sql = (
-                    "UPDATE processes SET step_index = ?, input = ? WHERE id = ? AND status ="
-                    " 'running' AND owner = ? AND claim_token = ?"
-                )
-                params = (index + 1, text)
-            status = await conn.execute(
-                self._t(sql), *params, claim.process_id, claim.owner, claim.token
+        if final:
+            assignments = (
+                "step_index = ?, input = ?, output = ?, status = 'finished', finished_at = ?,"
+                " os_pid = NULL, os_pid_started = NULL, progress = NULL, progress_message = NULL"
             )
-            if status != "UPDATE 1":
-                raise _Rollback
-            return True
-
-        return await self._write(body, False)
+            values: tuple[Any, ...] = (index + 1, text, text, now)
+        else:
+            assignments, values = "step_index = ?, input = ?", (index + 1, text)
+        return await self._record_step_and(claim, index, name, text, now, assignments, values)
 
     async def interrupt(
         self, claim: Claim, index: int, name: str, output: dict[str, Any], now: float
     ) -> bool:
         text = dumps(output)
         assert text is not None
-
-        async def body(conn: Any) -> bool:
-            if not await self._record_step(conn, claim, index, name, text, now):
-                return False
-            status = await conn.execute(
-                self._t(
-                    "UPDATE processes SET status = 'interrupted', step_index = ?, input = ?,"
-                    " output = ?, owner = NULL, os_pid = NULL, os_pid_started = NULL,"
-                    " progress = NULL, progress_message = NULL WHERE id = ? AND status ="
-                    " 'running' AND owner = ? AND claim_token = ?"
-                ),
-                index + 1,
-                text,
-                text,
-                claim.process_id,
-                claim.owner,
-                claim.token,
-            )
-            if status != "UPDATE 1":
-                raise _Rollback
-            return True
-
-        return await self._write(body, False)
+        return await self._record_step_and(
+            claim,
+            index,
+            name,
+            text,
+            now,
+            "status = 'interrupted', step_index = ?, input = ?, output = ?, owner = NULL,"
+            " os_pid = NULL, os_pid_started = NULL, progress = NULL, progress_message = NULL",
+            (index + 1, text, text),
+        )
 
     async def proceed(self, process_id: str, data: dict[str, Any], now: float) -> bool:
         async def body(conn: Any) -> bool:
