@@ -398,3 +398,19 @@ async def test_a_start_with_a_free_slot_and_nothing_queued_runs_at_once_and_in_o
         assert (await limited.wait_for(taken, timeout=WAIT)).status is Status.FINISHED
         assert (await limited.info(left)).status is Status.QUEUED
         assert limited.exhausted
+
+
+async def test_closing_while_a_start_claims_its_process_leaves_nothing_running(
+    store_url: str,
+) -> None:
+    """close() waits for a start() that is storing its process already claimed, then stops
+    that run like any other: no child left behind, the process closed or back in the queue."""
+    manager = Manager(store_url, concurrency=2)
+    await manager.open()
+    starting = asyncio.create_task(manager.start(Command(["sleep", "30"])))
+    await asyncio.sleep(0)  # one turn: start() is now storing it (not waiting for anything)
+    await manager.close()
+    process_id = await starting
+    async with Manager(store_url, run=False) as client:
+        info = await client.info(process_id)
+    assert info.status in (Status.ERROR, Status.QUEUED), info

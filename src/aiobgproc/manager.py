@@ -139,6 +139,7 @@ class Manager:
         self._claiming = False
         self._paused = False
         self._reserved = 0  # slots taken by starts that claim at once, still being written
+        self._starting: set[asyncio.Future[None]] = set()  # those starts
         self._asked = 0  # slots the claim in flight may fill
         self._counter_at_open: int | None = None
         self._store_changed = asyncio.Event()
@@ -220,6 +221,10 @@ class Manager:
             pending = [run.done.wait() for run in self._runs.values()]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pending), wait)
+        # Nor is a start that stores its process already claimed: it launches it (and the
+        # run is stopped below, like any other).
+        if self._starting:
+            await asyncio.wait(list(self._starting), timeout=30.0)
         # The run loop is not cancelled mid-claim (a claimed process would be stranded): it
         # sees _closing and returns; the other tasks can be cancelled anywhere.
         self._changes.notify(_QUEUE)
@@ -303,8 +308,14 @@ class Manager:
         )
         # With a free slot and nothing queued (that would go first), this manager takes the
         # process at once: stored already claimed, one write and no claim loop wake-up.
-        if self._free_slots() > 0 and await self._queue_is_empty():
-            await asyncio.shield(self._start_claimed(process))
+        # (Slots are counted again after the read: the manager may have begun to close.)
+        if self._free_slots() > 0 and await self._queue_is_empty() and self._free_slots() > 0:
+            # Shielded: once stored, it is launched even if the caller is cancelled; close()
+            # waits for these before it stops this manager's runs.
+            starting = asyncio.ensure_future(self._start_claimed(process))
+            self._starting.add(starting)
+            starting.add_done_callback(self._starting.discard)
+            await asyncio.shield(starting)
             return process.id
         await self._store.insert(process)
         log.info(
@@ -314,8 +325,7 @@ class Manager:
         return process.id
 
     async def _start_claimed(self, process: NewProcess) -> None:
-        """Store ``process`` claimed by this manager and run it (shielded: once stored, it
-        is launched even if the caller of start() is cancelled)."""
+        """Store ``process`` claimed by this manager and run it."""
         self._reserved += 1
         try:
             record = await self._store.insert(process, owner=self.id)
