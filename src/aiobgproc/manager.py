@@ -138,6 +138,8 @@ class Manager:
         self._changes = Changes()
         self._claiming = False
         self._paused = False
+        self._claim_idle = asyncio.Event()  # set while no claim is in flight
+        self._claim_idle.set()
         self._reserved = 0  # slots taken by starts that claim at once, still being written
         self._starting: set[asyncio.Future[None]] = set()  # those starts
         self._asked = 0  # slots the claim in flight may fill
@@ -308,8 +310,12 @@ class Manager:
         )
         # With a free slot and nothing queued (that would go first), this manager takes the
         # process at once: stored already claimed, one write and no claim loop wake-up.
-        # (Slots are counted again after the read: the manager may have begun to close.)
-        if self._free_slots() > 0 and await self._queue_is_empty() and self._free_slots() > 0:
+        # Slots are counted again after the read (the manager may have begun to close), and
+        # after a claim in flight (it may fill them; most find the queue empty).
+        direct = self._free_slots(claim=False) > 0 and await self._queue_is_empty()
+        if direct and self._claiming:
+            await self._claim_idle.wait()
+        if direct and self._free_slots() > 0:
             # Shielded: once stored, it is launched even if the caller is cancelled; close()
             # waits for these before it stops this manager's runs.
             starting = asyncio.ensure_future(self._start_claimed(process))
@@ -340,13 +346,15 @@ class Manager:
         if self.exhausted:
             await self._announce_runs(False)
 
-    def _free_slots(self) -> int:
-        """Processes this manager may take on now."""
+    def _free_slots(self, *, claim: bool = True) -> int:
+        """Processes this manager may take on now (less those the claim in flight may fill,
+        unless ``claim`` is False)."""
         if not self.runs_processes or self._closing or self._paused:
             return 0
-        free = self.concurrency - len(self._runs) - self._reserved - self._asked
+        taken = len(self._runs) + self._reserved + (self._asked if claim else 0)
+        free = self.concurrency - taken
         if self.max_jobs is not None:
-            free = min(free, self.max_jobs - self.jobs_claimed - self._reserved - self._asked)
+            free = min(free, self.max_jobs - self.jobs_claimed - (taken - len(self._runs)))
         return free
 
     def _queue_gained(self) -> None:
@@ -521,6 +529,7 @@ class Manager:
             free = self._free_slots()
             if free > 0:
                 self._claiming = True
+                self._claim_idle.clear()
                 self._asked = free
                 try:
                     records = await self._store.claim(self.id, _clock.wall(), free)
@@ -530,6 +539,7 @@ class Manager:
                     await asyncio.sleep(self.poll_interval)
                 finally:
                     self._claiming = False
+                    self._claim_idle.set()
                     self._asked = 0
                 for record in records:
                     fault("after_claim")
