@@ -6,12 +6,16 @@ import asyncio
 import os
 import sqlite3
 import subprocess
+import threading
+import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from aiobgproc import AiobgprocError, Command, Manager, Status, StoreError
+from aiobgproc.sqlite_store import SQLiteStore
+from aiobgproc.store import NewProcess
 
 
 async def _open_fails(path: Path | str) -> StoreError:
@@ -300,3 +304,36 @@ async def test_waiting_for_another_writer_never_blocks_the_event_loop(store_path
         assert (await client.info(second)).status is Status.QUEUED
         await client.cancel(first)
         await client.cancel(second)
+
+
+def _new_process(process_id: str) -> NewProcess:
+    spec = {"kind": "command", "argv": ["true"], "cwd": None, "env": None}
+    return NewProcess(process_id, "command", spec, {}, None, 0, time.time())
+
+
+async def test_a_cancelled_call_still_in_the_store_thread_keeps_the_loop_out(
+    store_path: Path,
+) -> None:
+    """A call whose caller is cancelled while its operation is still in the connection thread
+    leaves that operation running there: until it ends, nothing may use the connection from
+    the loop's thread (where, with the thread's busy timeout, it could hold the loop)."""
+    store = SQLiteStore(store_path)
+    await store.open()
+    release = threading.Event()
+    try:
+        # An operation that occupies the connection thread until released.
+        occupying = asyncio.create_task(store._call(lambda db: release.wait(30)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        occupying.cancel()  # its caller gives up; the thread is still in it
+        with pytest.raises(asyncio.CancelledError):
+            await occupying
+        writing = asyncio.create_task(store.insert(_new_process("after")))
+        for _ in range(200):
+            await asyncio.sleep(0)
+        assert not writing.done(), "a write used the connection while the thread held it"
+    finally:
+        release.set()
+    await asyncio.wait_for(writing, 30)
+    assert (await store.get("after")) is not None
+    await store.close()

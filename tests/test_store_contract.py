@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pytest
 
@@ -414,3 +414,58 @@ async def test_closing_while_a_start_claims_its_process_leaves_nothing_running(
     async with Manager(store_url, run=False) as client:
         info = await client.info(process_id)
     assert info.status in (Status.ERROR, Status.QUEUED), info
+
+
+async def test_concurrent_starts_never_exceed_concurrency_or_max_jobs(
+    store_url: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    held = Command(["sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.02; done'])
+    async with Manager(store_url, concurrency=1) as manager:
+        ids = await asyncio.gather(*(manager.start(held) for _ in range(4)))
+        statuses = [(await manager.info(pid)).status for pid in ids]
+        assert manager.running <= 1
+        assert statuses.count(Status.RUNNING) <= 1, statuses
+        gate.touch()
+        for process_id in ids:
+            assert (await manager.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
+
+    async with Manager(store_url, concurrency=4, max_jobs=1) as limited:
+        ids = await asyncio.gather(*(limited.start(Command(["true"])) for _ in range(3)))
+        assert limited.jobs_claimed == 1
+        infos = [await limited.info(pid) for pid in ids]
+        assert sum(info.status is not Status.QUEUED for info in infos) == 1, infos
+
+
+async def test_a_start_being_stored_claimed_is_not_taken_for_a_stray(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The stray check (a claim in the store that this manager does not run) must not requeue
+    a process that start() has stored claimed but not launched yet: it would run twice."""
+    log = tmp_path / "ran.log"
+    async with Manager(store_url, concurrency=2) as manager:
+        stored, go_on = asyncio.Event(), asyncio.Event()
+        store = manager._store
+        insert = store.insert
+
+        async def late_reply(*args: Any, **kwargs: Any) -> Any:
+            record = await insert(*args, **kwargs)
+            if kwargs.get("owner") is not None:
+                stored.set()  # committed; the reply has not reached start() yet
+                await go_on.wait()
+            return record
+
+        store.insert = late_reply  # type: ignore[method-assign]
+        try:
+            starting = asyncio.create_task(
+                manager.start(Command(["sh", "-c", f'echo "$AIOBGPROC_ATTEMPT" >> "{log}"']))
+            )
+            await asyncio.wait_for(stored.wait(), WAIT)
+            await manager._requeue_strays()
+        finally:
+            go_on.set()
+        process_id = await starting
+        info = await manager.wait_for(process_id, timeout=WAIT)
+    assert info.status is Status.FINISHED
+    assert info.attempts == 1
+    assert log.read_text().split() == ["1"]

@@ -303,11 +303,14 @@ class StepsRunner(_Runner):
 
     async def _on_closing(self) -> Outcome:
         # Steps resume: back to the queue at the first step without committed output.
-        await self.store.requeue(self.claim)
+        if not await self.store.requeue(self.claim):
+            await self.store.release(self.claim)  # cancelled meanwhile: let go of it
         return Outcome(None)
 
     async def _pause(self, index: int, name: str, output: dict[str, Any]) -> Outcome:
         recorded = await self.store.interrupt(self.claim, index, name, output, _clock.wall())
+        if not recorded:
+            await self.store.release(self.claim)  # cancelled or lost meanwhile
         return Outcome(Status.INTERRUPTED if recorded else None)
 
     async def _commit_last(self, index: int, name: str, output: dict[str, Any]) -> Outcome:

@@ -142,6 +142,7 @@ class Manager:
         self._claim_idle.set()
         self._reserved = 0  # slots taken by starts that claim at once, still being written
         self._starting: set[asyncio.Future[None]] = set()  # those starts
+        self._starting_ids: set[str] = set()  # their processes, stored but maybe not launched
         self._asked = 0  # slots the claim in flight may fill
         self._counter_at_open: int | None = None
         self._store_changed = asyncio.Event()
@@ -226,7 +227,8 @@ class Manager:
         # Nor is a start that stores its process already claimed: it launches it (and the
         # run is stopped below, like any other).
         if self._starting:
-            await asyncio.wait(list(self._starting), timeout=30.0)
+            # Bounded by the store: a write waits at most its busy timeout (30 s) for a lock.
+            await asyncio.wait(list(self._starting), timeout=60.0)
         # The run loop is not cancelled mid-claim (a claimed process would be stranded): it
         # sees _closing and returns; the other tasks can be cancelled anywhere.
         self._changes.notify(_QUEUE)
@@ -316,8 +318,11 @@ class Manager:
         if direct and self._claiming:
             await self._claim_idle.wait()
         if direct and self._free_slots() > 0:
-            # Shielded: once stored, it is launched even if the caller is cancelled; close()
-            # waits for these before it stops this manager's runs.
+            # The slot is reserved here, before any await, so concurrent starts cannot all
+            # take it. Shielded: once stored, the process is launched even if the caller is
+            # cancelled; close() waits for these before it stops this manager's runs.
+            self._reserved += 1
+            self._starting_ids.add(process.id)
             starting = asyncio.ensure_future(self._start_claimed(process))
             self._starting.add(starting)
             starting.add_done_callback(self._starting.discard)
@@ -331,12 +336,12 @@ class Manager:
         return process.id
 
     async def _start_claimed(self, process: NewProcess) -> None:
-        """Store ``process`` claimed by this manager and run it."""
-        self._reserved += 1
+        """Store ``process`` claimed by this manager (its slot already reserved) and run it."""
         try:
             record = await self._store.insert(process, owner=self.id)
         finally:
             self._reserved -= 1
+            self._starting_ids.discard(process.id)
         assert record is not None
         log.info(
             "process %s started (%s)", process.id, process.kind, extra={"process_id": process.id}
@@ -768,7 +773,9 @@ class Manager:
         owned = await self._store.running_owned_by(self.id)
         for process_id, token in owned.items():
             run = self._runs.get(process_id)
-            if (run is None or run.claim.token != token) and not self._claiming:
+            if process_id in self._starting_ids or self._claiming:
+                continue  # being launched: a start that stored it claimed, or a claim
+            if run is None or run.claim.token != token:
                 record = await self._store.get(process_id)
                 if record is not None and record.claim_token == token:
                     log.warning(

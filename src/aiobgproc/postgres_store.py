@@ -418,7 +418,8 @@ class PostgresStore(ClaimedUpdates):
         async def body(conn: Any) -> None:
             await conn.execute(
                 self._t(
-                    "UPDATE processes SET os_pid = NULL, os_pid_started = NULL, owner = NULL"
+                    "UPDATE processes SET os_pid = NULL, os_pid_started = NULL,"
+                    " owner = CASE WHEN status = 'running' THEN owner END"
                     " WHERE id = ? AND owner = ? AND claim_token = ?"
                 ),
                 claim.process_id,

@@ -250,11 +250,11 @@ def _group_commit(db: Conn, writes: list[Write], *, begun: bool = False) -> list
                 db.execute("ROLLBACK TO write")
                 results.append(exc)
             db.execute("RELEASE write")
+        db.execute("COMMIT")  # inside: a COMMIT that fails (disk full, I/O) is rolled back
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
     return results
 
 
@@ -378,16 +378,24 @@ class SQLiteStore(ClaimedUpdates):
         db = self._db
         if db is None:
             raise StoreError("the store is not open")
+        # Counted until the thread has run it, not until the caller stops waiting: a caller
+        # cancelled meanwhile must not let the loop's thread use the connection alongside.
         self._threaded += 1
+        job: asyncio.Future[T] = asyncio.ensure_future(
+            db._execute(_waiting, db._conn, self._checkpoint_pages, fn, *args)  # type: ignore[no-untyped-call]
+        )
+        job.add_done_callback(self._thread_done)
         try:
-            result: T = await db._execute(_waiting, db._conn, self._checkpoint_pages, fn, *args)  # type: ignore[no-untyped-call]
+            return await asyncio.shield(job)
         except sqlite3.Error as exc:
             raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
         except ValueError as exc:  # aiosqlite: "Connection closed"
             raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
-        finally:
-            self._threaded -= 1
-        return result
+
+    def _thread_done(self, job: asyncio.Future[Any]) -> None:
+        self._threaded -= 1
+        if not job.cancelled():
+            job.exception()  # retrieved: a caller that was cancelled no longer will
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """A short read: in the loop's thread when the connection thread is idle (a thread
@@ -569,7 +577,8 @@ class SQLiteStore(ClaimedUpdates):
 
         def body(db: Conn) -> None:
             db.execute(
-                "UPDATE processes SET os_pid = NULL, os_pid_started = NULL, owner = NULL"
+                "UPDATE processes SET os_pid = NULL, os_pid_started = NULL,"
+                " owner = CASE WHEN status = 'running' THEN owner END"
                 " WHERE id = ? AND owner = ? AND claim_token = ?",
                 _claim_params(claim),
             )

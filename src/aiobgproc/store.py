@@ -180,8 +180,9 @@ class Store(Protocol):
         ...
 
     async def release(self, claim: Claim) -> None:
-        """Forget the OS process and the owner of a claim that ended otherwise (cancelled,
-        lost), once its OS processes are gone: whoever cancelled it waits for that."""
+        """Forget the OS process of a claim that ended otherwise (cancelled, lost), once its
+        OS processes are gone, and its owner unless it still runs (whoever cancelled it
+        waits for that; a running process always keeps an owner, for recovery)."""
         ...
 
     async def start_step(self, claim: Claim, index: int, name: str) -> bool: ...
