@@ -168,8 +168,8 @@ class _Runner:
             exited = await _spawn.wait_exit(child, self.context.grace_period) is not None
         if exited:
             if not child.reader.closed.done():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(child.reader.closed), _DRAIN_TIMEOUT)
+                # asyncio.wait: no task, and the future is left alone on timeout.
+                await asyncio.wait({child.reader.closed}, timeout=_DRAIN_TIMEOUT)
             if self.sweep_tagged_on_exit or _group_exists(child.os_pid):
                 # Whatever the child left running in its session goes with it (and, for
                 # steps, whatever escaped the session but carries the process's tag).

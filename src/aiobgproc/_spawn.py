@@ -438,10 +438,9 @@ async def wait_exit(child: Child, timeout: float | None) -> int | None:
     """The child's return code, or None if it is still running after ``timeout`` seconds."""
     if child.process.returncode is not None:
         return child.process.returncode  # the common case: no task, no timer
-    try:
-        return await asyncio.wait_for(asyncio.shield(child.process.wait()), timeout)
-    except TimeoutError:
-        return None
+    ended = exit_future(child.process)
+    done, _ = await asyncio.wait({ended}, timeout=timeout)  # never cancels ``ended``
+    return ended.result() if done else None
 
 
 async def reap(child: Child, grace: float, tag: str | None) -> int | None:
