@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .models import Status
-from .store import Claim, NewProcess, ProcessRecord
+from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
 
 COLUMNS: Final = (
     "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
@@ -16,6 +16,27 @@ COLUMNS: Final = (
     "output_size, output_truncated, cancel_requested, claim_token, created_at, started_at,"
     " finished_at"
 )
+
+
+MANAGER_COLUMNS: Final = (
+    "id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at, heartbeat_at,"
+    " heartbeat_boottime"
+)
+
+
+def manager_record(row: Sequence[Any]) -> ManagerRecord:
+    return ManagerRecord(
+        id=row[0],
+        hostname=row[1],
+        boot_id=row[2],
+        os_pid=row[3],
+        os_pid_started=row[4],
+        runs=bool(row[5]),
+        lease=row[6],
+        started_at=row[7],
+        heartbeat_at=row[8],
+        heartbeat_boottime=row[9],
+    )
 
 
 def loads(text: str | None) -> Any:

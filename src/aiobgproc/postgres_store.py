@@ -22,7 +22,7 @@ from typing import Any, Final, TypeVar, final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._faults import fault
-from ._rows import COLUMNS, ClaimedUpdates, dumps, loads, record
+from ._rows import COLUMNS, MANAGER_COLUMNS, ClaimedUpdates, dumps, loads, manager_record, record
 from ._rows import insert as insert_statement
 from .errors import StoreError
 from .models import Status
@@ -723,25 +723,8 @@ class PostgresStore(ClaimedUpdates):
         await self._write(body, None, single=True)
 
     async def list_managers(self) -> list[ManagerRecord]:
-        rows = await self._fetch(
-            "SELECT id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at,"
-            " heartbeat_at, heartbeat_boottime FROM managers"
-        )
-        return [
-            ManagerRecord(
-                id=row[0],
-                hostname=row[1],
-                boot_id=row[2],
-                os_pid=row[3],
-                os_pid_started=row[4],
-                runs=bool(row[5]),
-                lease=row[6],
-                started_at=row[7],
-                heartbeat_at=row[8],
-                heartbeat_boottime=row[9],
-            )
-            for row in rows
-        ]
+        rows = await self._fetch(f"SELECT {MANAGER_COLUMNS} FROM managers")
+        return [manager_record(row) for row in rows]
 
     async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
         rows = await self._fetch(

@@ -32,10 +32,12 @@ import aiosqlite
 
 from ._faults import fault
 from ._rows import COLUMNS as _COLUMNS
+from ._rows import MANAGER_COLUMNS as _MANAGER_COLUMNS
 from ._rows import ClaimedUpdates
 from ._rows import dumps as _dumps
 from ._rows import insert as _insert
 from ._rows import loads as _loads
+from ._rows import manager_record as _manager_record
 from ._rows import record as _record
 from .errors import StoreError
 from .models import Status
@@ -828,27 +830,8 @@ class SQLiteStore(ClaimedUpdates):
         await self._write(body, None, single=True)
 
     async def list_managers(self) -> list[ManagerRecord]:
-        rows = await self._read(
-            _all,
-            "SELECT id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at,"
-            " heartbeat_at, heartbeat_boottime FROM managers",
-            (),
-        )
-        return [
-            ManagerRecord(
-                id=row[0],
-                hostname=row[1],
-                boot_id=row[2],
-                os_pid=row[3],
-                os_pid_started=row[4],
-                runs=bool(row[5]),
-                lease=row[6],
-                started_at=row[7],
-                heartbeat_at=row[8],
-                heartbeat_boottime=row[9],
-            )
-            for row in rows
-        ]
+        rows = await self._read(_all, f"SELECT {_MANAGER_COLUMNS} FROM managers", ())
+        return [_manager_record(row) for row in rows]
 
     async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
         rows = await self._read(

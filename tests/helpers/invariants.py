@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psutil
@@ -103,6 +103,21 @@ def check_store(store: str | os.PathLike[str]) -> list[str]:
     return problems
 
 
+def _live_others(matches: Callable[[psutil.Process], bool]) -> list[psutil.Process]:
+    """Live (non-zombie) OS processes other than this one for which ``matches`` is true."""
+    me = os.getpid()
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and matches(proc):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 def tagged(ids: Iterable[str]) -> list[psutil.Process]:
     """Live (non-zombie) OS processes whose environment carries one of the process ids.
 
@@ -110,19 +125,7 @@ def tagged(ids: Iterable[str]) -> list[psutil.Process]:
     and so does an executor that was spawned; an executor forked by the warm executor does
     not (its tag was set after the fork), so see also ``aiobgproc_processes``."""
     wanted = set(ids)
-    me = os.getpid()
-    found: list[psutil.Process] = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get(TAG) in wanted:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    return _live_others(lambda proc: proc.environ().get(TAG) in wanted)
 
 
 def aiobgproc_processes() -> list[psutil.Process]:
@@ -131,22 +134,14 @@ def aiobgproc_processes() -> list[psutil.Process]:
     run = os.environ.get(RUN_MARK)
     if run is None:
         return []
-    me = os.getpid()
-    found: list[psutil.Process] = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            command = " ".join(proc.cmdline())
-            if "aiobgproc" not in command or not any(part in command for part in INTERNALS):
-                continue
-            if proc.environ().get(RUN_MARK) == run:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+
+    def ours(proc: psutil.Process) -> bool:
+        command = " ".join(proc.cmdline())
+        if "aiobgproc" not in command or not any(part in command for part in INTERNALS):
+            return False
+        return bool(proc.environ().get(RUN_MARK) == run)
+
+    return _live_others(ours)
 
 
 def leftover_executors(ids: Iterable[str]) -> list[psutil.Process]:
