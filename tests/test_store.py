@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -337,3 +338,38 @@ async def test_a_cancelled_call_still_in_the_store_thread_keeps_the_loop_out(
     await asyncio.wait_for(writing, 30)
     assert (await store.get("after")) is not None
     await store.close()
+
+
+async def _claim_opcodes(path: Path, queued: int) -> int:
+    """How many SQLite VM instructions one claim takes with ``queued`` processes waiting."""
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        for index in range(queued):
+            process = _new_process(f"p{index:06d}")
+            await store.insert(dataclasses.replace(process, created_at=process.created_at + index))
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        assert store._db is not None
+        store._db._conn.set_progress_handler(count, 1)  # called in whichever thread runs SQL
+        try:
+            claimed = await store.claim("manager", time.time(), 1)
+        finally:
+            store._db._conn.set_progress_handler(None, 1)
+        assert [record.id for record in claimed] == ["p000000"]
+        return steps
+    finally:
+        await store.close()
+
+
+async def test_claiming_does_not_walk_the_queue(tmp_path: Path) -> None:
+    """A claim looks up the first queued process by index: its cost does not grow with the
+    number of queued processes (it once re-checked every queued row's index entry)."""
+    short = await _claim_opcodes(tmp_path / "short.db", 10)
+    long = await _claim_opcodes(tmp_path / "long.db", 2000)
+    assert long < short * 2, (short, long)

@@ -538,7 +538,9 @@ class SQLiteStore(ClaimedUpdates):
                 " attempts = attempts + 1 - continuing, continuing = 0,"
                 " started_at = coalesce(started_at, ?), os_pid = NULL, os_pid_started = NULL"
                 " WHERE id IN (SELECT id FROM processes WHERE status = 'queued'"
-                " ORDER BY created_at, id LIMIT ?) AND status = 'queued'"
+                # "+": look the claimed ids up by primary key. A plain status test here
+                # makes SQLite walk every queued row's index entry (O(queue) per claim).
+                " ORDER BY created_at, id LIMIT ?) AND +status = 'queued'"
                 f" RETURNING {_COLUMNS}",
                 (owner, now, limit),
             ).fetchall()
