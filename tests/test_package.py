@@ -21,6 +21,7 @@ LAYER = {
     "steps": 1,
     "_stepcall": 2,
     "_protocol": 1,
+    "_channel": 2,
     "_spec": 1,
     "store": 1,
     "_spawn": 2,

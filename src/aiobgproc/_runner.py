@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _clock, _protocol, _spawn
+from . import _clock, _spawn
+from ._channel import ExecutorChannel
 from ._faults import fault
 from ._output import OutputRecorder
 from ._warm import Zygote
@@ -393,7 +394,7 @@ class StepsRunner(_Runner):
         if self.context.guard is not None:
             self.context.guard.watch(child.os_pid, child.started, self.tag)
         fault("after_spawn")
-        reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
+        channel = ExecutorChannel(ours)
         exited = False
         try:
             # The first step is known now: record it with the pid, one write instead of two.
@@ -404,18 +405,17 @@ class StepsRunner(_Runner):
                 self.claim, child.os_pid, child.started, step=self._announced
             ):
                 self.stop.set_result("lost") if not self.stop.done() else None
-            writer.write(_protocol.encode(("job", self._job())))
-            await writer.drain()
-            exited = await self._converse(child, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+            await channel.send(("job", self._job()))
+            exited = await self._converse(child, channel)
+        except ConnectionError:
             exited = child.process.returncode is not None
         except BaseException:
             await asyncio.shield(self._end_child(child, exited=False))
             await asyncio.shield(recorder.close())
-            writer.close()
+            channel.close()
             raise
         returncode = await _ended(self, child, exited or self._ending is not None)
-        writer.close()
+        channel.close()
         await recorder.close()
         if self._ending is not None:
             return await self._ending()
@@ -434,63 +434,49 @@ class StepsRunner(_Runner):
             error=_error("ExecutorDiedError", message, self._step),
         )
 
-    async def _converse(
-        self, child: _spawn.Child, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
+    async def _converse(self, child: _spawn.Child, channel: ExecutorChannel) -> bool:
         """Handle the executor's frames until a final one, its exit, a stop or the deadline.
 
         Returns True when the executor exited on its own.
         """
         exit_task = _spawn.exit_future(child.process)
-        frame_task: asyncio.Future[tuple[Any, ...] | None] = asyncio.ensure_future(
-            _read_frame(reader)
-        )
-        try:
-            while self._ending is None:
-                timeout = self._remaining()
-                if self._pending_progress is not None:
-                    timeout = (
-                        _PROGRESS_INTERVAL if timeout is None else min(timeout, _PROGRESS_INTERVAL)
+        while self._ending is None:
+            timeout = self._remaining()
+            if self._pending_progress is not None and (
+                timeout is None or timeout > _PROGRESS_INTERVAL
+            ):
+                timeout = _PROGRESS_INTERVAL
+            frame_ready = channel.ready()
+            if not frame_ready.done():
+                waits: set[asyncio.Future[Any]] = {frame_ready, exit_task, self.stop}
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if frame_ready.done():
+                frame = channel.pop()
+                if frame is None:  # EOF: the executor is exiting
+                    ends: set[asyncio.Future[Any]] = {exit_task, self.stop}
+                    await asyncio.wait(
+                        ends, timeout=self._remaining(), return_when=asyncio.FIRST_COMPLETED
                     )
-                waits: set[asyncio.Future[Any]] = {frame_task, exit_task, self.stop}
-                done, _ = await asyncio.wait(
-                    waits,
-                    timeout=timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if frame_task in done:
-                    frame = frame_task.result()
-                    if frame is None:  # EOF: the executor is exiting
-                        ends: set[asyncio.Future[Any]] = {exit_task, self.stop}
-                        await asyncio.wait(
-                            ends, timeout=self._remaining(), return_when=asyncio.FIRST_COMPLETED
-                        )
-                        return exit_task.done()
-                    await self._handle(frame, writer)
-                    frame_task = asyncio.ensure_future(_read_frame(reader))
-                    continue
-                await self._flush_progress(force=False)
-                if self.stop.done():
-                    return False
-                if exit_task in done:
-                    # Frames written just before exiting are still in the socket: read them.
-                    while self._ending is None:
-                        try:
-                            frame = await asyncio.wait_for(frame_task, 1.0)
-                        except TimeoutError:
-                            break
-                        if frame is None:
-                            break
-                        await self._handle(frame, writer)
-                        frame_task = asyncio.ensure_future(_read_frame(reader))
-                    return True
-                if self.deadline is not None and _clock.monotonic() >= self.deadline:
-                    return False
-            return False
-        finally:
-            frame_task.cancel()
-            with contextlib.suppress(BaseException):
-                await frame_task
+                    return exit_task.done()
+                await self._handle(frame, channel)
+                continue
+            await self._flush_progress(force=False)
+            if self.stop.done():
+                return False
+            if exit_task.done():
+                # Frames written just before exiting are still in the socket: read them.
+                while self._ending is None:
+                    try:
+                        frame = await asyncio.wait_for(channel.next(), 1.0)
+                    except TimeoutError:
+                        break
+                    if frame is None:
+                        break
+                    await self._handle(frame, channel)
+                return True
+            if self.deadline is not None and _clock.monotonic() >= self.deadline:
+                return False
+        return False
 
     async def _flush_progress(self, *, force: bool) -> None:
         pending = self._pending_progress
@@ -503,7 +489,7 @@ class StepsRunner(_Runner):
             await self.store.set_progress(self.claim, pending[0], pending[1])
             self._on_progress(self.record.id)
 
-    async def _handle(self, frame: tuple[Any, ...], writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, frame: tuple[Any, ...], channel: ExecutorChannel) -> None:
         kind = frame[0]
         if kind == "progress":
             self._pending_progress = (float(frame[1]), frame[2])
@@ -514,8 +500,9 @@ class StepsRunner(_Runner):
             self._step = frame[2]
             if (frame[1], frame[2]) != self._announced:
                 await self.store.start_step(self.claim, frame[1], frame[2])
+                self._on_progress(self.record.id)
+            # else: recorded with the pid already; nothing changed, nobody to wake.
             self._announced = None
-            self._on_progress(self.record.id)
             return
         if kind == "error":
             _, index, name, error_type, message, tb = frame
@@ -532,7 +519,7 @@ class StepsRunner(_Runner):
                 text = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
                 error = _error("StepOutputError", text, name)
                 self._ending = lambda: self._finish(Status.ERROR, text, error=error)
-                await _send(writer, ("exit",))
+                await _send(channel, ("exit",))
                 return
             await self._flush_progress(force=True)
             if kind == "interrupt":
@@ -540,9 +527,9 @@ class StepsRunner(_Runner):
                 return
             if index + 1 >= len(self.record.spec["steps"]):
                 # Recorded once the executor is gone and its output is all stored, so
-                # whoever sees "finished" also sees the complete output log.
+                # whoever sees "finished" also sees the complete output log. The executor
+                # exits after its last step without waiting for a word from us.
                 self._ending = lambda: self._commit_last(index, name, output)
-                await _send(writer, ("exit",))
                 return
             fault("before_step_commit")
             recorded = await self.store.commit_step(
@@ -550,10 +537,10 @@ class StepsRunner(_Runner):
             )
             if not recorded:
                 self._ending = self._lost
-                await _send(writer, ("exit",))
+                await _send(channel, ("exit",))
                 return
             self._on_change(self.record.id)
-            await _send(writer, ("ack",))
+            await _send(channel, ("ack",))
             return
         log.warning(
             "process %s: unknown executor frame %r",
@@ -563,20 +550,7 @@ class StepsRunner(_Runner):
         )
 
 
-async def _send(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:
-    writer.write(_protocol.encode(message))
-    await writer.drain()
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
-    try:
-        header = await reader.readexactly(_protocol.HEADER)
-    except asyncio.IncompleteReadError:
-        return None
-    size = int.from_bytes(header, "big")
-    if size > _protocol.MAX_FRAME:
-        raise ConnectionError("oversized frame from the executor")
-    try:
-        return _protocol.decode(await reader.readexactly(size))
-    except asyncio.IncompleteReadError:
-        return None
+async def _send(channel: ExecutorChannel, message: tuple[Any, ...]) -> None:
+    # The executor may have exited already (e.g. after a final frame): nothing to tell it.
+    with contextlib.suppress(ConnectionError):
+        await channel.send(message)

@@ -7,7 +7,7 @@ the manager on a socket of its own, and whatever steps print goes to stdout/stde
 the manager captures as the output log.
 
 Before a step starts, the previous step's output has been committed: the executor waits
-for the manager's ``ack`` after each ``done``.
+for the manager's ``ack`` after each ``done`` but the last one.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ def run_job(channel: _Channel, job: dict[str, Any]) -> None:
             channel.send("interrupt", index, name, payload)
             return
         channel.send("done", index, name, payload)
+        if index + 1 == len(all_steps):
+            return  # the last one: the manager expects no more of us
         reply = channel.receive()
         if reply[0] != "ack":
             return  # the manager wants us gone (cancelled, or it lost the process)
