@@ -68,6 +68,8 @@ class Zygote:
         self._environ: dict[str, str] = {}
         """The zygote's environment, as it reported it when ready."""
         self._starting: asyncio.Lock = asyncio.Lock()
+        self._generation = 0
+        """Counts the zygotes started: a run restarts only the one it found dead."""
         self.os_pid: int | None = None
 
     @property
@@ -105,6 +107,7 @@ class Zygote:
             finally:
                 theirs.close()
             self._socket = ours
+            self._generation += 1
             loop = asyncio.get_running_loop()
             self._ready = loop.create_future()
             self._reader = loop.create_task(self._read(ours), name="aiobgproc-zygote")
@@ -163,9 +166,29 @@ class Zygote:
         self, env: Mapping[str, str], cwd: str | None, out_fd: int, channel_fd: int
     ) -> ForkedProcess:
         """A new executor process, forked with ``out_fd`` as stdout/stderr and ``channel_fd``
-        as its channel. Raises ConnectionError if the zygote is not available."""
+        as its channel. A zygote found dead (even only once asked) is restarted once; raises
+        ConnectionError if it still cannot fork (the caller then spawns)."""
         if not self.alive:
             await self.start()
+        generation = self._generation
+        try:
+            return await self._fork(env, cwd, out_fd, channel_fd)
+        except ConnectionError:
+            # Killed since the last run: we learn it as we ask (the end of its socket may
+            # not be read yet). A new one forks this run; if that fails too, we give up.
+            await self._restart(generation)
+            return await self._fork(env, cwd, out_fd, channel_fd)
+
+    async def _restart(self, generation: int) -> None:
+        """Replace the zygote of ``generation``, unless another run already did."""
+        async with self._starting:
+            if self._generation == generation:
+                await self._stop()
+        await self.start()
+
+    async def _fork(
+        self, env: Mapping[str, str], cwd: str | None, out_fd: int, channel_fd: int
+    ) -> ForkedProcess:
         control = self._socket
         if control is None:
             raise ConnectionError("the warm executor is not running")
