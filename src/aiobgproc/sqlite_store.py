@@ -118,6 +118,7 @@ _MIGRATIONS: Final[tuple[str, ...]] = (_SCHEMA_V1,)
 _SHORT_WRITE_BYTES: Final = 64 * 1024  # more output than this is written in the thread
 _SHORT_LIST: Final = 1000  # rows a listing may read in the event loop's thread
 _CHECKPOINT_EVERY: Final = 256  # commits in the loop's thread between checkpoints
+_CHECKPOINT_WAIT_MS: Final = 1000  # a checkpoint gives up (till the next) after this wait
 _CLAIMED: Final = "id = ? AND status = 'running' AND owner = ? AND claim_token = ?"
 _ACTIVE: Final = ("queued", "running", "interrupted")
 
@@ -273,6 +274,7 @@ class SQLiteStore(ClaimedUpdates):
         self._threaded = 0  # operations in (or queued for) the connection thread
         self._commits = 0
         self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_db: sqlite3.Connection | None = None  # used by _checkpoint_aside
         self._checkpoint_pages = 4096  # set from the page size when opened
 
     def __repr__(self) -> str:
@@ -368,6 +370,11 @@ class SQLiteStore(ClaimedUpdates):
 
     async def close(self) -> None:
         db, self._db = self._db, None
+        if self._checkpointer is not None:
+            await asyncio.wait({self._checkpointer})
+        checkpoint_db, self._checkpoint_db = self._checkpoint_db, None
+        if checkpoint_db is not None:
+            checkpoint_db.close()
         if db is not None:
             await db.close()
 
@@ -453,15 +460,31 @@ class SQLiteStore(ClaimedUpdates):
         if self._commits % _CHECKPOINT_EVERY == 0 and (
             self._checkpointer is None or self._checkpointer.done()
         ):
-            # What wal_autocheckpoint did inside commits, in the connection thread.
+            # What wal_autocheckpoint did inside commits.
             self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint())
         return results
 
     async def _checkpoint(self) -> None:
+        # In a thread of its own, on a connection of its own: a checkpoint copies the WAL's
+        # pages into the file and syncs it (~15 ms); on the store's connection every write
+        # would wait for all of it.
         try:
-            await self._call(_one, "PRAGMA wal_checkpoint(PASSIVE)")
-        except StoreError:
+            await asyncio.to_thread(self._checkpoint_aside)
+        except sqlite3.Error:
             pass  # another connection's checkpoint, or the next one, does it
+
+    def _checkpoint_aside(self) -> None:
+        db = self._checkpoint_db
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
+            self._checkpoint_db = db
+        # Most pages while writers go on; then the few they added meanwhile, holding new
+        # writers back for that moment (they wait in the connection thread), so that the
+        # WAL is all copied once and the next write starts it afresh. Without the second
+        # pass, writes that never pause would let the WAL grow without end.
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
 
     async def _flush_writes(self) -> None:
         while self._pending:
