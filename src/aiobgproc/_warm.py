@@ -31,8 +31,13 @@ def available() -> bool:
 class ForkedProcess:
     """A child of the zygote, with the part of asyncio.subprocess.Process the runners use."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(
+        self, pid: int, clock_before: int | None = None, clock_after: int | None = None
+    ) -> None:
         self.pid = pid
+        self.clock_before = clock_before
+        self.clock_after = clock_after
+        """The zygote's boot clock (ns) just before and after it forked this child."""
         self.returncode: int | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -61,7 +66,7 @@ class Zygote:
         self._socket: socket.socket | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[int] | None = None
-        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._pending: dict[int, asyncio.Future[tuple[int, int | None, int | None]]] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
         self._next_request = 0
@@ -139,7 +144,7 @@ class Zygote:
         elif kind == "forked":
             future = self._pending.pop(int(message[1]), None)
             if future is not None and not future.done():
-                future.set_result(int(message[2]))
+                future.set_result(message[2:])
         elif kind == "exit":
             pid, code = int(message[1]), int(message[2])
             child = self._children.pop(pid, None)
@@ -195,7 +200,7 @@ class Zygote:
         loop = asyncio.get_running_loop()
         self._next_request += 1
         request = self._next_request
-        future: asyncio.Future[int] = loop.create_future()
+        future: asyncio.Future[tuple[int, int | None, int | None]] = loop.create_future()
         self._pending[request] = future
         # The environment goes as a difference from the zygote's own (usually a few of the
         # run's variables): far cheaper for the forked child to apply than a whole one.
@@ -213,8 +218,8 @@ class Zygote:
         except OSError as exc:
             self._pending.pop(request, None)
             raise ConnectionError(f"the warm executor is not reachable: {exc}") from exc
-        pid = await future
-        child = ForkedProcess(pid)
+        pid, before, after = await future
+        child = ForkedProcess(pid, before, after)
         early = self._early_exits.pop(pid, None)
         if early is not None:
             child.exited(early)

@@ -25,6 +25,7 @@ import select
 import signal
 import socket
 import sys
+import time
 
 from . import executor
 
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 
 def _send(control: socket.socket, *message: Any) -> None:
     control.send(marshal.dumps(message))
+
+
+def _boot_clock_ns() -> int | None:
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return None if clock is None else time.clock_gettime_ns(clock)
 
 
 def _reap(control: socket.socket | None, children: set[int]) -> None:
@@ -57,8 +63,6 @@ def _end_children(children: set[int]) -> None:
     """The manager is gone (its socket closed): its guard stops these too, but the zygote is
     their parent and the only one that surely knows them all. SIGTERM their sessions, then
     SIGKILL after a second; reap."""
-    import time
-
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in list(children):
             try:
@@ -178,6 +182,7 @@ def _serve(control: socket.socket, wake_read: int, wake_write: int, children: se
             continue
         _, request_id, changed, removed, cwd = request
         out_fd, channel_fd = fds
+        before = _boot_clock_ns()
         pid = os.fork()
         if pid == 0:
             _child(
@@ -190,7 +195,8 @@ def _serve(control: socket.socket, wake_read: int, wake_write: int, children: se
         children.add(pid)
         os.close(out_fd)
         os.close(channel_fd)
-        _send(control, "forked", request_id, pid)
+        # The boot clock around the fork: the manager tells the child's create time from it.
+        _send(control, "forked", request_id, pid, before, _boot_clock_ns())
 
 
 if __name__ == "__main__":
