@@ -15,7 +15,19 @@ from helpers.waiting import until, wait_for_file_command
 WAIT = 30.0
 
 
-async def _check_identities(manager: Manager, store_path: Path, ids: list[str]) -> None:
+async def _check_identities(
+    manager: Manager, store_path: Path, ids: list[str], gate: Path
+) -> None:
+    """Check each child's recorded identity while it runs, then let them all finish."""
+    try:
+        await _compare(manager, store_path, ids)
+    finally:
+        gate.touch()
+    for process_id in ids:
+        assert (await manager.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
+
+
+async def _compare(manager: Manager, store_path: Path, ids: list[str]) -> None:
     async def all_have_pids() -> bool:
         infos = [await manager.info(process_id) for process_id in ids]
         return all(info.os_pid is not None for info in infos)
@@ -34,12 +46,7 @@ async def test_recorded_create_times_of_commands_are_psutils(
     gate = tmp_path / "gate"
     async with Manager(store_path, concurrency=24) as manager:
         ids = [await manager.start(Command(wait_for_file_command(gate))) for _ in range(24)]
-        try:
-            await _check_identities(manager, store_path, ids)
-        finally:
-            gate.touch()
-        for process_id in ids:
-            assert (await manager.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
+        await _check_identities(manager, store_path, ids, gate)
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
@@ -50,9 +57,4 @@ async def test_recorded_create_times_of_executors_are_psutils(
     async with Manager(store_path, concurrency=8, warm=warm) as manager:
         work = Process([Step("stepmods.basic:gated")])
         ids = [await manager.start(work, {"gate": str(gate)}) for _ in range(8)]
-        try:
-            await _check_identities(manager, store_path, ids)
-        finally:
-            gate.touch()
-        for process_id in ids:
-            assert (await manager.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
+        await _check_identities(manager, store_path, ids, gate)
