@@ -3,6 +3,7 @@ sees: recovery and the tree kill tell a child from a later process with the same
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -16,13 +17,13 @@ WAIT = 30.0
 
 
 async def _check_identities(
-    manager: Manager, store_path: Path, ids: list[str], gate: Path
+    manager: Manager, store_path: Path, ids: list[str], release: Callable[[], None]
 ) -> None:
     """Check each child's recorded identity while it runs, then let them all finish."""
     try:
         await _compare(manager, store_path, ids)
     finally:
-        gate.touch()
+        release()
     for process_id in ids:
         assert (await manager.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
 
@@ -46,7 +47,7 @@ async def test_recorded_create_times_of_commands_are_psutils(
     gate = tmp_path / "gate"
     async with Manager(store_path, concurrency=24) as manager:
         ids = [await manager.start(Command(wait_for_file_command(gate))) for _ in range(24)]
-        await _check_identities(manager, store_path, ids, gate)
+        await _check_identities(manager, store_path, ids, gate.touch)
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
@@ -57,4 +58,4 @@ async def test_recorded_create_times_of_executors_are_psutils(
     async with Manager(store_path, concurrency=8, warm=warm) as manager:
         work = Process([Step("stepmods.basic:gated")])
         ids = [await manager.start(work, {"gate": str(gate)}) for _ in range(8)]
-        await _check_identities(manager, store_path, ids, gate)
+        await _check_identities(manager, store_path, ids, gate.touch)
