@@ -433,12 +433,21 @@ class Manager:
         """
         limit = _spec.check_timeout(timeout)
         deadline = None if limit is None else _clock.monotonic() + limit
+        # A process this manager runs right now is running: the first read can wait for the
+        # first change (its run notifies when it ends, after it recorded how). Every wake-up
+        # reads, and so does a wait that times out before it raises.
+        read = limit == 0 or not (isinstance(process_id, str) and process_id in self._runs)
         while True:
             event = self._changes.event(process_id)
-            record = await self._record(process_id, full=False)
-            if record.status in STOPPED_STATUSES:
-                return record.to_info()
-            step = self._wait_step(record)
+            if read:
+                record = await self._record(process_id, full=False)
+                if record.status in STOPPED_STATUSES:
+                    return record.to_info()
+                step = self._wait_step(record)
+            else:
+                self._check_open()
+                step = _RECHECK
+            read = True
             if deadline is not None:
                 remaining = deadline - _clock.monotonic()
                 if remaining <= 0:
