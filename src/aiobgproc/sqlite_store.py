@@ -270,6 +270,7 @@ class SQLiteStore(ClaimedUpdates):
         self._db: aiosqlite.Connection | None = None
         self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
         self._pending_long = False  # a pending write may take long: commit it in the thread
         self._threaded = 0  # operations in (or queued for) the connection thread
         self._commits = 0
@@ -438,10 +439,32 @@ class SQLiteStore(ClaimedUpdates):
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append(((body, on_rollback, single), future))
         self._pending_long = self._pending_long or long
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush_writes())
+        if not self._flush_scheduled and (self._flusher is None or self._flusher.done()):
+            # A callback, not a task: most batches commit right there, in the loop's thread.
+            # Writes asked for before it runs join the batch.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_soon)
         result: T = await future
         return result
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending or (self._flusher is not None and not self._flusher.done()):
+            return  # the flusher takes them
+        if not self._pending_long:
+            batch = self._pending
+            try:
+                results = self._commit_here([write for write, _ in batch])
+            except sqlite3.Error as exc:
+                self._pending = []
+                self._settle(batch, StoreError(f"store {str(self.path)!r}: {exc}"))
+                return
+            if results is not None:
+                self._pending = []
+                self._settle(batch, results)
+                return
+        # Long, or the database is busy: the connection thread commits (and waits).
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_writes())
 
     def _commit_here(self, writes: list[Write]) -> list[Any] | None:
         """_group_commit in the loop's thread, if the write lock is free right now (None if
@@ -498,23 +521,26 @@ class SQLiteStore(ClaimedUpdates):
                     raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
                 results = here if here is not None else await self._call(_group_commit, writes)
             except BaseException as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(
-                            exc if isinstance(exc, Exception) else StoreError(str(exc))
-                        )
+                self._settle(batch, exc if isinstance(exc, Exception) else StoreError(str(exc)))
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, sqlite3.Error):
-                    future.set_exception(StoreError(f"store {str(self.path)!r}: {result}"))
-                elif isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            self._settle(batch, results)
+
+    def _settle(
+        self, batch: list[tuple[Write, asyncio.Future[Any]]], results: list[Any] | Exception
+    ) -> None:
+        """Hand each write of a batch its result, or the error that failed them all."""
+        for index, (_, future) in enumerate(batch):
+            if future.done():
+                continue
+            result = results if isinstance(results, Exception) else results[index]
+            if isinstance(result, sqlite3.Error):
+                future.set_exception(StoreError(f"store {str(self.path)!r}: {result}"))
+            elif isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     # -- processes ---------------------------------------------------------------------------
 
