@@ -4,11 +4,12 @@ A frame is a 4-byte big-endian length and a ``marshal`` payload (a tuple whose f
 names the message). marshal is built in, so the executor imports nothing to speak it; the
 manager checks every value a step returns with strict JSON before storing it.
 
-Manager → executor: ("job", {...}), ("ack",) after a step's "done" (but the last step's: the
-executor then exits without waiting), ("exit",)
-Executor → manager: ("start", index, name), ("progress", fraction, message),
-("done", index, output), ("interrupt", index, output),
-("error", index, type, message, traceback)
+Manager → executor: ("job", {...}) — or ("go",) to an executor forked with its job —
+sent once the executor's pid is recorded; ("ack",) after a step's "done" (but the last
+step's: the executor then exits without waiting); ("exit",)
+Executor → manager: ("start", index, name) for each step but the first (the manager
+recorded that one with the pid), ("progress", fraction, message), ("done", index, output),
+("interrupt", index, output), ("error", index, type, message, traceback)
 """
 
 from __future__ import annotations

@@ -360,6 +360,7 @@ class StepsRunner(_Runner):
                     channel_fd=channel_fd,
                     cwd=cwd,
                     env=self._env(),
+                    job=self._job(),
                 )
             except ConnectionError as exc:
                 log.warning(
@@ -401,11 +402,15 @@ class StepsRunner(_Runner):
             first = self.record.step_index
             name = self.record.spec["steps"][first]["name"]
             self._announced = (first, name)
+            self._step = name
             if not await self.store.set_os_pid(
                 self.claim, child.os_pid, child.started, step=self._announced
             ):
                 self.stop.set_result("lost") if not self.stop.done() else None
-            await channel.send(("job", self._job()))
+            # Only now may it begin: were we to die before the pid is recorded, whoever
+            # recovers the process could not tell that it ran.
+            forked_with_job = getattr(child.process, "has_job", False)
+            await channel.send(("go",) if forked_with_job else ("job", self._job()))
             exited = await self._converse(child, channel)
         except ConnectionError:
             exited = child.process.returncode is not None

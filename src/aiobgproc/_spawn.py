@@ -270,14 +270,16 @@ async def spawn_forked(
     channel_fd: int,
     cwd: str | None = None,
     env: Mapping[str, str],
+    job: dict[str, Any] | None = None,
 ) -> Child:
     """Like spawn, but the child is forked by the warm executor (see _zygote.py): the same
-    session, pipe and channel set-up, without interpreter start-up. Raises ConnectionError
-    when the zygote cannot be reached (the caller falls back to spawn)."""
+    session, pipe and channel set-up, without interpreter start-up. ``job`` goes with the
+    fork when small (then ``child.process.has_job``). Raises ConnectionError when the
+    zygote cannot be reached (the caller falls back to spawn)."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     _enlarge_pipe(read_fd)
     try:
-        process = await zygote.fork(env, cwd, write_fd, channel_fd)
+        process = await zygote.fork(env, cwd, write_fd, channel_fd, job)
     except BaseException:
         os.close(read_fd)
         raise

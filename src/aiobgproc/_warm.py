@@ -23,18 +23,37 @@ _BOOT = (
 _UNKNOWN_EXIT = 255  # the zygote died before it could report a child's exit status
 
 
+_JOB_WITH_FORK = 1 << 16
+"""A job whose encoding is at most this long goes with the fork request (a control socket
+message); a longer one (large input data) is sent to the child over its channel."""
+
+
 def available() -> bool:
-    """Whether forking from a zygote works here (POSIX fork and fd passing)."""
-    return hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform == "linux"
+    """Whether forking from a zygote works here: POSIX fork, fd passing, and pidfds (the
+    zygote reaps its children through them; Linux >= 5.3)."""
+    if not (hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform == "linux"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 class ForkedProcess:
     """A child of the zygote, with the part of asyncio.subprocess.Process the runners use."""
 
     def __init__(
-        self, pid: int, clock_before: int | None = None, clock_after: int | None = None
+        self,
+        pid: int,
+        clock_before: int | None = None,
+        clock_after: int | None = None,
+        *,
+        has_job: bool = False,
     ) -> None:
         self.pid = pid
+        self.has_job = has_job
+        """Whether it was forked with its job (it then waits for "go", not "job")."""
         self.clock_before = clock_before
         self.clock_after = clock_after
         """The zygote's boot clock (ns) just before and after it forked this child."""
@@ -168,7 +187,12 @@ class Zygote:
         self._children.clear()
 
     async def fork(
-        self, env: Mapping[str, str], cwd: str | None, out_fd: int, channel_fd: int
+        self,
+        env: Mapping[str, str],
+        cwd: str | None,
+        out_fd: int,
+        channel_fd: int,
+        job: dict[str, Any] | None = None,
     ) -> ForkedProcess:
         """A new executor process, forked with ``out_fd`` as stdout/stderr and ``channel_fd``
         as its channel. A zygote found dead (even only once asked) is restarted once; raises
@@ -177,12 +201,12 @@ class Zygote:
             await self.start()
         generation = self._generation
         try:
-            return await self._fork(env, cwd, out_fd, channel_fd)
+            return await self._fork(env, cwd, out_fd, channel_fd, job)
         except ConnectionError:
             # Killed since the last run: we learn it as we ask (the end of its socket may
             # not be read yet). A new one forks this run; if that fails too, we give up.
             await self._restart(generation)
-            return await self._fork(env, cwd, out_fd, channel_fd)
+            return await self._fork(env, cwd, out_fd, channel_fd, job)
 
     async def _restart(self, generation: int) -> None:
         """Replace the zygote of ``generation``, unless another run already did."""
@@ -192,7 +216,12 @@ class Zygote:
         await self.start()
 
     async def _fork(
-        self, env: Mapping[str, str], cwd: str | None, out_fd: int, channel_fd: int
+        self,
+        env: Mapping[str, str],
+        cwd: str | None,
+        out_fd: int,
+        channel_fd: int,
+        job: dict[str, Any] | None,
     ) -> ForkedProcess:
         control = self._socket
         if control is None:
@@ -207,7 +236,10 @@ class Zygote:
         base = self._environ
         changed = {name: value for name, value in env.items() if base.get(name) != value}
         removed = [name for name in base if name not in env]
-        payload = marshal.dumps(("fork", request, changed, removed, cwd))
+        payload = marshal.dumps(("fork", request, changed, removed, cwd, job))
+        if job is not None and len(payload) > _JOB_WITH_FORK:
+            job = None
+            payload = marshal.dumps(("fork", request, changed, removed, cwd, None))
         try:
             while True:
                 try:
@@ -219,7 +251,7 @@ class Zygote:
             self._pending.pop(request, None)
             raise ConnectionError(f"the warm executor is not reachable: {exc}") from exc
         pid, before, after = await future
-        child = ForkedProcess(pid, before, after)
+        child = ForkedProcess(pid, before, after, has_job=job is not None)
         early = self._early_exits.pop(pid, None)
         if early is not None:
             child.exited(early)

@@ -82,7 +82,8 @@ def run_job(channel: _Channel, job: dict[str, Any]) -> None:
     for index in range(job["start"], len(all_steps)):
         spec = all_steps[index]
         name = spec["name"]
-        channel.send("start", index, name)
+        if index != job["start"]:  # the manager recorded the first one with our pid
+            channel.send("start", index, name)
         try:
             target = resolve(spec["target"])
             result, interrupting = call_step(target, spec["args"], spec["kwargs"], data)
@@ -105,18 +106,36 @@ def run_job(channel: _Channel, job: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """A spawned executor: read the job from the channel whose fd is ``argv[0]``, run it."""
     args = sys.argv[1:] if argv is None else argv
-    channel = _Channel(int(args[0]))
-    message = channel.receive()
-    if message[0] != "job":
+    return run_forked(int(args[0]), None)
+
+
+def run_forked(channel_fd: int, job: dict[str, Any] | None) -> int:
+    """Run a job on a channel. A forked executor got its job with the fork (``job``) and
+    only waits for the manager's go-ahead (sent once the manager recorded its pid); one
+    without reads it from the channel."""
+    channel = _Channel(channel_fd)
+    try:
+        message = channel.receive()
+    except (EOFError, OSError):
+        return 3  # the manager went away (or gave up on this run) before it began
+    if message[0] == "job":
+        job = message[1]
+    elif message[0] != "go" or job is None:
         return 2
-    job: dict[str, Any] = message[1]
+    return run(channel, job)
+
+
+def run(channel: _Channel, job: dict[str, Any]) -> int:
     sys.path[:] = job["sys_path"]
     for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        except (AttributeError, ValueError):
-            pass
+        # Line by line, as a terminal would have it (a forked executor's already are).
+        if not getattr(stream, "line_buffering", True):
+            try:
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            except (AttributeError, ValueError):
+                pass
     try:
         run_job(channel, job)
     except (EOFError, BrokenPipeError):
