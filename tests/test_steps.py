@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -453,3 +454,27 @@ async def test_manager_keeps_serving_after_a_timeout(manager: Manager, tmp_path:
     info = await run_to_end(manager, Process([Step("stepmods.basic:add", "again")]))
     assert info.status is Status.FINISHED
     assert info.output == {"again": True}
+
+
+def test_the_import_path_sent_to_executors_follows_sys_path_and_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative sys.path entries ("" is the current directory) are resolved where start()
+    runs, each time: the cached answer must not outlive a chdir or a sys.path change."""
+    from aiobgproc._spec import import_path
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.setattr(sys, "path", ["", "lib", str(tmp_path)])
+    monkeypatch.chdir(first)
+    assert import_path() == [str(first), str(first / "lib"), str(tmp_path)]
+    monkeypatch.chdir(second)
+    assert import_path() == [str(second), str(second / "lib"), str(tmp_path)]
+    sys.path.append("/opt/more")
+    assert import_path()[-1] == "/opt/more"
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    assert import_path() == [str(tmp_path)]
+    returned = import_path()
+    returned.append("mutated")  # a copy: the next caller is not affected
+    assert import_path() == [str(tmp_path)]

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _clock, _spawn
+from . import _clock, _spawn, _spec
 from ._channel import ExecutorChannel
 from ._faults import fault
 from ._output import OutputRecorder
@@ -334,7 +334,7 @@ class StepsRunner(_Runner):
 
     def _sys_path(self) -> list[str]:
         """This manager's sys.path, then the entries of the starter's that it lacks."""
-        here = [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path]
+        here = _spec.import_path()
         known = set(here)
         return here + [entry for entry in self.record.spec.get("path", []) if entry not in known]
 

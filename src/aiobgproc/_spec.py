@@ -180,6 +180,25 @@ def _step_spec(name: str, step: object) -> dict[str, Any]:
     return spec
 
 
+_import_path: list[tuple[list[str], str | None, list[str]]] = []
+"""The last sys.path seen, the working directory it was made absolute in (None: it did not
+matter, every entry was absolute) and the result."""
+
+
+def import_path() -> list[str]:
+    """``sys.path`` with every entry absolute (the current directory for ""): where this
+    process imports from, as another process must look. Worked out again only when
+    sys.path changes, or the working directory does and an entry is relative."""
+    current = sys.path
+    relative = not all(entry and os.path.isabs(entry) for entry in current)
+    cwd = os.getcwd() if relative else None
+    if _import_path and _import_path[0][0] == current and _import_path[0][1] == cwd:
+        return list(_import_path[0][2])
+    absolute = [os.path.abspath(entry) if entry else os.getcwd() for entry in current]
+    _import_path[:] = [(list(current), cwd, absolute)]
+    return list(absolute)
+
+
 def process_spec(process: Process) -> dict[str, Any]:
     """The stored form of a Process: its steps, in order, with checked import paths."""
     if isinstance(process.steps, dict):
@@ -208,7 +227,7 @@ def process_spec(process: Process) -> dict[str, Any]:
         "kind": "process",
         "steps": steps,
         # Where start() found the steps: a worker started elsewhere looks there too.
-        "path": [os.path.abspath(entry) if entry else os.getcwd() for entry in sys.path],
+        "path": import_path(),
         "cwd": _check_cwd(process.cwd),
         "env": _check_env(process.env),
     }
