@@ -387,3 +387,47 @@ async def test_the_wal_is_checkpointed_while_writes_go_on(store_path: Path) -> N
         # Measured while the store is open: closing the last connection removes the WAL.
         size = store_path.with_name(store_path.name + "-wal").stat().st_size
         assert 0 < size < 12 * 2**20, size
+
+
+async def test_a_checkpoint_never_holds_writers_back_for_a_reader(store_path: Path) -> None:
+    """A reader keeping an old snapshot (another process, a backup, a DB browser) pins the
+    WAL: the checkpoint copies what it can and does not then wait for that reader in FULL
+    mode, which would hold every writer back meanwhile."""
+    store = SQLiteStore(store_path)
+    await store.open()
+    try:
+        await store.insert(_new_process("first"))
+        await asyncio.to_thread(store._checkpoint_aside)  # opens its connection
+        assert store._checkpoint_db is not None
+        statements: list[str] = []
+        store._checkpoint_db.set_trace_callback(statements.append)
+        with closing(sqlite3.connect(store_path, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM processes").fetchone()  # a snapshot now
+            await store.insert(_new_process("second"))  # a frame the reader does not see
+            await asyncio.to_thread(store._checkpoint_aside)
+            assert not any("FULL" in statement for statement in statements), statements
+            reader.execute("COMMIT")
+        await store.insert(_new_process("third"))
+        await asyncio.to_thread(store._checkpoint_aside)
+        assert any("FULL" in statement for statement in statements), statements
+    finally:
+        await store.close()
+
+
+def test_a_store_can_be_opened_again_in_another_event_loop(store_path: Path) -> None:
+    """Closing waits only for its own checkpoint, never for one of an earlier event loop."""
+    store = SQLiteStore(store_path)
+
+    async def use(first: int, count: int) -> None:
+        await store.open()
+        try:
+            for index in range(first, first + count):
+                await store.insert(_new_process(f"p{index}"))
+        finally:
+            await store.close()
+
+    asyncio.run(use(0, 300))  # past the commits between two checkpoints
+    asyncio.run(use(300, 10))  # not again
+    with closing(sqlite3.connect(store_path)) as db:
+        assert db.execute("SELECT count(*) FROM processes").fetchone() == (310,)

@@ -327,6 +327,22 @@ async def test_the_change_counter_moves_for_other_connections_only(store_url: st
         await theirs.close()
 
 
+def _hold_pid_writes(runner: Manager) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make ``runner`` wait before each pid write: the first event is set when one waits,
+    the second lets them all go on."""
+    reached, gate = asyncio.Event(), asyncio.Event()
+    store = runner._store
+    record_pid = store.set_os_pid
+
+    async def held_pid_write(*args: object, **kwargs: object) -> bool:
+        reached.set()
+        await gate.wait()
+        return await record_pid(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.set_os_pid = held_pid_write  # type: ignore[method-assign]
+    return reached, gate
+
+
 async def test_a_cancel_landing_before_the_owner_recorded_the_pid_waits_for_the_executor(
     store_url: str,
 ) -> None:
@@ -335,16 +351,7 @@ async def test_a_cancel_landing_before_the_owner_recorded_the_pid_waits_for_the_
     from helpers.invariants import tagged
 
     async with Manager(store_url) as runner, Manager(store_url, run=False) as client:
-        reached, gate = asyncio.Event(), asyncio.Event()
-        store = runner._store
-        record_pid = store.set_os_pid
-
-        async def held_pid_write(*args: object, **kwargs: object) -> bool:
-            reached.set()  # the command runs; its pid is not in the store yet
-            await gate.wait()
-            return await record_pid(*args, **kwargs)  # type: ignore[arg-type]
-
-        store.set_os_pid = held_pid_write  # type: ignore[method-assign]
+        reached, gate = _hold_pid_writes(runner)  # the command runs; its pid is not stored
         try:
             process_id = await client.start(Command(["sleep", "30"]))
             await asyncio.wait_for(reached.wait(), WAIT)
@@ -469,3 +476,29 @@ async def test_a_start_being_stored_claimed_is_not_taken_for_a_stray(
     assert info.status is Status.FINISHED
     assert info.attempts == 1
     assert log.read_text().split() == ["1"]
+
+
+async def test_a_step_process_cancelled_before_its_pid_is_recorded_never_begins(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The executor begins only once its pid is recorded; when that write finds the process
+    cancelled meanwhile, it never begins: the step does not run at all."""
+    log = tmp_path / "ran.log"
+    async with Manager(store_url) as runner, Manager(store_url, run=False) as client:
+        reached, gate = _hold_pid_writes(runner)  # the executor exists; its pid is not stored
+        try:
+            process_id = await client.start(
+                Process([Step("stepmods.basic:record", "ran")]), {"log": str(log)}
+            )
+            await asyncio.wait_for(reached.wait(), WAIT)
+            cancelling = asyncio.create_task(client.cancel(process_id))
+
+            async def recorded() -> bool:
+                return (await runner.info(process_id)).status is Status.CANCELLED
+
+            await until(recorded)
+        finally:
+            gate.set()
+        info = await asyncio.wait_for(cancelling, WAIT)
+        assert info.status is Status.CANCELLED
+        assert not log.exists(), "the step ran although its process was cancelled first"

@@ -116,3 +116,34 @@ async def test_repeated_deaths_lose_no_run_and_leave_no_warm_executor(store_path
         await _executor_pid(manager)
         assert len(await manager.list(status="finished")) == 4
     assert not [child for child in psutil.Process().children() if _is_zygote(child)]
+
+
+async def test_a_run_too_big_for_a_fork_request_is_still_forked_and_harms_no_other(
+    store_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An environment and input of hundreds of KiB do not fit one control message: the
+    child gets them on its channel. The zygote is not taken for dead (restarting it would
+    stop the executors it runs), and the run is not spawned cold."""
+    gate = tmp_path / "gate"
+    big = {"AIOBGPROC_TEST_BIG1": "x" * 120_000, "AIOBGPROC_TEST_BIG2": "y" * 120_000}
+    async with Manager(store_path, concurrency=2) as manager:
+        running = await manager.start(Process([Step("stepmods.basic:gated")]), {"gate": str(gate)})
+
+        async def started() -> bool:
+            return (await manager.info(running)).os_pid is not None
+
+        await until(started, timeout=WAIT, what="the first executor to start")
+        zygote = _zygote_of((await manager.info(running)).os_pid or 0)
+        names = [*big, "AIOBGPROC_ATTEMPT"]
+        huge = await manager.start(
+            Process([Step("stepmods.basic:environ")], env=big),
+            {"names": names, "ballast": "z" * 300_000},
+        )
+        info = await manager.wait_for(huge, timeout=WAIT)
+        assert info.status is Status.FINISHED, info
+        assert info.output == {**big, "AIOBGPROC_ATTEMPT": "1"}
+        gate.touch()
+        first = await manager.wait_for(running, timeout=WAIT)
+        assert first.status is Status.FINISHED, first
+        assert _zygote().pid == zygote.pid  # the same one all along
+    assert "warm executor unavailable" not in caplog.text

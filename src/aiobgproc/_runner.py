@@ -348,49 +348,75 @@ class StepsRunner(_Runner):
             "input": self.record.input or {},
         }
 
-    async def _start_executor(self, recorder: OutputRecorder, channel_fd: int) -> _spawn.Child:
-        """Fork it from the warm executor when there is one; spawn a fresh interpreter when
-        there is not, or when the zygote cannot be reached."""
-        cwd = self.record.spec.get("cwd")
-        if self.context.zygote is not None:
+    async def _start_executor(
+        self, recorder: OutputRecorder
+    ) -> tuple[_spawn.Child, socket.socket, Zygote | None]:
+        """The executor, our end of its channel, and the zygote that forked it: forked by
+        the warm executor when there is one; a fresh interpreter when there is not, or when
+        the zygote cannot be reached (then None)."""
+        zygote = self.context.zygote
+        if zygote is not None:
+            ours, theirs = socket.socketpair()
             try:
-                return await _spawn.spawn_forked(
-                    self.context.zygote,
+                child = await _spawn.spawn_forked(
+                    zygote,
                     on_output=recorder.feed,
-                    channel_fd=channel_fd,
-                    cwd=cwd,
+                    channel_fd=theirs.fileno(),
+                    cwd=self.record.spec.get("cwd"),
                     env=self._env(),
                     job=self._job(),
                 )
+                return child, ours, zygote
             except ConnectionError as exc:
+                # A new channel below: a child forked before the zygote failed may hold
+                # this one (it sees its end close, and exits).
+                ours.close()
                 log.warning(
                     "process %s: warm executor unavailable (%s); spawning",
                     self.record.id,
                     exc,
                     extra={"process_id": self.record.id},
                 )
-        return await _spawn.spawn(
-            self._argv(channel_fd),
-            on_output=recorder.feed,
-            cwd=cwd,
-            env=self._env(),
-            pass_fds=(channel_fd,),
-        )
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()  # the child has its own copy
+        ours, theirs = socket.socketpair()
+        try:
+            child = await _spawn.spawn(
+                self._argv(theirs.fileno()),
+                on_output=recorder.feed,
+                cwd=self.record.spec.get("cwd"),
+                env=self._env(),
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the child has its own copy
+        return child, ours, None
+
+    def _begin(self, child: _spawn.Child, zygote: Zygote | None) -> tuple[Any, ...]:
+        """The frame that lets the executor begin: its job, unless it was forked with it."""
+        if zygote is None:
+            return ("job", self._job())
+        if getattr(child.process, "has_job", False):
+            return ("go",)
+        changed, removed = zygote.environ_difference(self._env())
+        return ("run", changed, removed, self.record.spec.get("cwd"), self._job())
 
     async def run(self) -> Outcome:
         recorder = await self._recorder()
-        ours, theirs = socket.socketpair()
         try:
-            child = await self._start_executor(recorder, theirs.fileno())
+            child, ours, zygote = await self._start_executor(recorder)
         except OSError as exc:
-            ours.close()
             await recorder.close()
             message = f"cannot start the executor: {exc}"
             return await self._finish(
                 Status.ERROR, message, error=_error(type(exc).__name__, message)
             )
-        finally:
-            theirs.close()  # the child has its own copy
         recorder.on_drain = child.reader.resume
         if self.context.guard is not None:
             self.context.guard.watch(child.os_pid, child.started, self.tag)
@@ -403,14 +429,14 @@ class StepsRunner(_Runner):
             name = self.record.spec["steps"][first]["name"]
             self._announced = (first, name)
             self._step = name
-            if not await self.store.set_os_pid(
+            if await self.store.set_os_pid(
                 self.claim, child.os_pid, child.started, step=self._announced
             ):
-                self.stop.set_result("lost") if not self.stop.done() else None
-            # Only now may it begin: were we to die before the pid is recorded, whoever
-            # recovers the process could not tell that it ran.
-            forked_with_job = getattr(child.process, "has_job", False)
-            await channel.send(("go",) if forked_with_job else ("job", self._job()))
+                # Only now may it begin: were we to die before the pid is recorded, whoever
+                # recovers the process could not tell that it ran.
+                await channel.send(self._begin(child, zygote))
+            elif not self.stop.done():
+                self.stop.set_result("lost")  # it never begins: _converse ends it
             exited = await self._converse(child, channel)
         except ConnectionError:
             exited = child.process.returncode is not None

@@ -356,6 +356,8 @@ def new_child_create_time(pid: int, before_ns: int | None, after_ns: int | None)
     ticks = _start_ticks(pid)
     if ticks is None:
         return create_time(pid)
+    if not tick <= ticks <= after_ns // _NS_PER_TICK:
+        return None  # not started then: ours exited (and was reaped) and the pid is reused
     if same_tick and _ticks_agree[0] is None:
         _ticks_agree[0] = ticks == tick
     return ticks / _CLOCK_TICKS + _psutil_boot_time()

@@ -23,9 +23,14 @@ _BOOT = (
 _UNKNOWN_EXIT = 255  # the zygote died before it could report a child's exit status
 
 
-_JOB_WITH_FORK = 1 << 16
-"""A job whose encoding is at most this long goes with the fork request (a control socket
-message); a longer one (large input data) is sent to the child over its channel."""
+_WITH_FORK_MAX = 1 << 16
+"""A fork request carries the run's job, environment and directory when that takes at most
+this many bytes (one control socket message, limited to ~200 KiB by the kernel); else the
+child gets them on its channel."""
+
+
+class _Gone(ConnectionError):
+    """The zygote is dead (found so before the request was sent)."""
 
 
 def available() -> bool:
@@ -53,7 +58,8 @@ class ForkedProcess:
     ) -> None:
         self.pid = pid
         self.has_job = has_job
-        """Whether it was forked with its job (it then waits for "go", not "job")."""
+        """Whether it was forked with its job, environment and directory (it then waits for
+        "go"; else for ("run", changed, removed, cwd, job))."""
         self.clock_before = clock_before
         self.clock_after = clock_after
         """The zygote's boot clock (ns) just before and after it forked this child."""
@@ -174,6 +180,14 @@ class Zygote:
         elif kind == "warning":
             log.warning("warm executor: %s", message[1])
 
+    def environ_difference(self, env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+        """``env`` as a difference from the zygote's own environment (usually a few of the
+        run's variables): far cheaper for a forked child to apply than a whole one."""
+        base = self._environ
+        changed = {name: value for name, value in env.items() if base.get(name) != value}
+        removed = [name for name in base if name not in env]
+        return changed, removed
+
     def _lost(self) -> None:
         """The zygote is gone: fail pending forks; watch orphaned children by pidfd."""
         if self._ready is not None and not self._ready.done():
@@ -202,9 +216,11 @@ class Zygote:
         generation = self._generation
         try:
             return await self._fork(env, cwd, out_fd, channel_fd, job)
-        except ConnectionError:
+        except _Gone:
             # Killed since the last run: we learn it as we ask (the end of its socket may
-            # not be read yet). A new one forks this run; if that fails too, we give up.
+            # not be read yet), before anything was sent. A new one forks this run; if that
+            # fails too, we give up. (A zygote that dies once it has the request may have
+            # forked with these fds already: no second try with them.)
             await self._restart(generation)
             return await self._fork(env, cwd, out_fd, channel_fd, job)
 
@@ -224,22 +240,20 @@ class Zygote:
         job: dict[str, Any] | None,
     ) -> ForkedProcess:
         control = self._socket
-        if control is None:
-            raise ConnectionError("the warm executor is not running")
+        if control is None or not self.alive:
+            raise _Gone("the warm executor is not running")
         loop = asyncio.get_running_loop()
         self._next_request += 1
         request = self._next_request
+        changed, removed = self.environ_difference(env)
+        payload = marshal.dumps(("fork", request, changed, removed, cwd, job))
+        if len(payload) > _WITH_FORK_MAX:
+            # Too big for one control message (a large input or environment): the child
+            # gets all of it on its channel instead (see _zygote._child).
+            job = None
+            payload = marshal.dumps(("fork", request, None, None, None, None))
         future: asyncio.Future[tuple[int, int | None, int | None]] = loop.create_future()
         self._pending[request] = future
-        # The environment goes as a difference from the zygote's own (usually a few of the
-        # run's variables): far cheaper for the forked child to apply than a whole one.
-        base = self._environ
-        changed = {name: value for name, value in env.items() if base.get(name) != value}
-        removed = [name for name in base if name not in env]
-        payload = marshal.dumps(("fork", request, changed, removed, cwd, job))
-        if job is not None and len(payload) > _JOB_WITH_FORK:
-            job = None
-            payload = marshal.dumps(("fork", request, changed, removed, cwd, None))
         try:
             while True:
                 try:
@@ -249,7 +263,8 @@ class Zygote:
                     await asyncio.sleep(0.001)
         except OSError as exc:
             self._pending.pop(request, None)
-            raise ConnectionError(f"the warm executor is not reachable: {exc}") from exc
+            error = _Gone if isinstance(exc, ConnectionError) else ConnectionError
+            raise error(f"the warm executor is not reachable: {exc}") from exc
         pid, before, after = await future
         child = ForkedProcess(pid, before, after, has_job=job is not None)
         early = self._early_exits.pop(pid, None)
@@ -261,13 +276,15 @@ class Zygote:
 
     async def _stop(self) -> None:
         control, self._socket = self._socket, None
-        if control is not None:
-            control.close()
+        # The reader first: its pending sock_recv names the socket's fd in the selector,
+        # and a closed fd's number may be reused at once (by a run's channel, say).
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
             self._reader = None
+        if control is not None:
+            control.close()
         process, self._process = self._process, None
         if process is not None and process.returncode is None:
             try:

@@ -112,10 +112,20 @@ def _child(
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
+        # Nothing runs before the manager's word, sent once it recorded our pid: "go" when
+        # the job came with the request, else ("run", ...) with what was too big for it.
+        channel = executor.Channel(channel_fd)
+        message = channel.receive()
+        if job is None and message[0] == "run":
+            _, changed, removed, cwd, job = message
+        elif job is None or message[0] != "go":
+            os._exit(2)
         _set_environ(changed, removed)
         if cwd:
             os.chdir(cwd)
-        code = executor.run_forked(channel_fd, job)
+        code = executor.run(channel, job)
+    except EOFError:
+        code = 3  # the manager gave up on this run (or died) before it began
     except BaseException:
         import traceback
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-class _Channel:
+class Channel:
     """Blocking frame I/O on the executor's end of the socket pair."""
 
     def __init__(self, fd: int) -> None:
@@ -61,7 +61,7 @@ def _flush_streams() -> None:
             pass
 
 
-def _report_error(channel: _Channel, index: int, name: str, exc: BaseException) -> None:
+def _report_error(channel: Channel, index: int, name: str, exc: BaseException) -> None:
     import traceback  # only on failure
 
     text = "".join(traceback.format_exception(exc))
@@ -75,7 +75,7 @@ def _report_error(channel: _Channel, index: int, name: str, exc: BaseException) 
     channel.send("error", index, name, kind, message, text)
 
 
-def run_job(channel: _Channel, job: dict[str, Any]) -> None:
+def run_job(channel: Channel, job: dict[str, Any]) -> None:
     data: dict[str, Any] = job["input"] or {}
     all_steps: list[dict[str, Any]] = job["steps"]
     steps.set_progress_sink(lambda fraction, message: channel.send("progress", fraction, message))
@@ -108,26 +108,17 @@ def run_job(channel: _Channel, job: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """A spawned executor: read the job from the channel whose fd is ``argv[0]``, run it."""
     args = sys.argv[1:] if argv is None else argv
-    return run_forked(int(args[0]), None)
-
-
-def run_forked(channel_fd: int, job: dict[str, Any] | None) -> int:
-    """Run a job on a channel. A forked executor got its job with the fork (``job``) and
-    only waits for the manager's go-ahead (sent once the manager recorded its pid); one
-    without reads it from the channel."""
-    channel = _Channel(channel_fd)
+    channel = Channel(int(args[0]))
     try:
         message = channel.receive()
     except (EOFError, OSError):
         return 3  # the manager went away (or gave up on this run) before it began
-    if message[0] == "job":
-        job = message[1]
-    elif message[0] != "go" or job is None:
+    if message[0] != "job":
         return 2
-    return run(channel, job)
+    return run(channel, message[1])
 
 
-def run(channel: _Channel, job: dict[str, Any]) -> int:
+def run(channel: Channel, job: dict[str, Any]) -> int:
     sys.path[:] = job["sys_path"]
     for stream in (sys.stdout, sys.stderr):
         # Line by line, as a terminal would have it (a forked executor's already are).

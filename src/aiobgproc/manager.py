@@ -433,10 +433,13 @@ class Manager:
         """
         limit = _spec.check_timeout(timeout)
         deadline = None if limit is None else _clock.monotonic() + limit
-        # A process this manager runs right now is running: the first read can wait for the
-        # first change (its run notifies when it ends, after it recorded how). Every wake-up
-        # reads, and so does a wait that times out before it raises.
-        read = limit == 0 or not (isinstance(process_id, str) and process_id in self._runs)
+        # A process this manager runs, and has not been told to stop, is running (as far
+        # as anyone here has seen): the first read can wait for the first change (its run
+        # notifies when it ends, after it recorded how; the watcher, when another OS
+        # process changes the store). Every wake-up reads, and so does a wait that times
+        # out, before it raises.
+        run = self._runs.get(process_id) if isinstance(process_id, str) else None
+        read = limit == 0 or run is None or run.stop.done()
         while True:
             event = self._changes.event(process_id)
             if read:
@@ -446,7 +449,7 @@ class Manager:
                 step = self._wait_step(record)
             else:
                 self._check_open()
-                step = _RECHECK
+                step = self.poll_interval  # then a read, whatever happened meanwhile
             read = True
             if deadline is not None:
                 remaining = deadline - _clock.monotonic()

@@ -118,7 +118,7 @@ _MIGRATIONS: Final[tuple[str, ...]] = (_SCHEMA_V1,)
 _SHORT_WRITE_BYTES: Final = 64 * 1024  # more output than this is written in the thread
 _SHORT_LIST: Final = 1000  # rows a listing may read in the event loop's thread
 _CHECKPOINT_EVERY: Final = 256  # commits in the loop's thread between checkpoints
-_CHECKPOINT_WAIT_MS: Final = 1000  # a checkpoint gives up (till the next) after this wait
+_CHECKPOINT_WAIT_MS: Final = 20  # a checkpoint gives up (till the next) after this wait
 _CLAIMED: Final = "id = ? AND status = 'running' AND owner = ? AND claim_token = ?"
 _ACTIVE: Final = ("queued", "running", "interrupted")
 
@@ -371,13 +371,16 @@ class SQLiteStore(ClaimedUpdates):
 
     async def close(self) -> None:
         db, self._db = self._db, None
-        if self._checkpointer is not None:
-            await asyncio.wait({self._checkpointer})
-        checkpoint_db, self._checkpoint_db = self._checkpoint_db, None
-        if checkpoint_db is not None:
-            checkpoint_db.close()
-        if db is not None:
-            await db.close()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        try:
+            if checkpointer is not None and not checkpointer.done():
+                await asyncio.wait({checkpointer})  # its thread uses the connection below
+            checkpoint_db, self._checkpoint_db = self._checkpoint_db, None
+            if checkpoint_db is not None:
+                checkpoint_db.close()
+        finally:
+            if db is not None:
+                await db.close()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -505,9 +508,12 @@ class SQLiteStore(ClaimedUpdates):
         # Most pages while writers go on; then the few they added meanwhile, holding new
         # writers back for that moment (they wait in the connection thread), so that the
         # WAL is all copied once and the next write starts it afresh. Without the second
-        # pass, writes that never pause would let the WAL grow without end.
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+        # pass, writes that never pause would let the WAL grow without end. It is skipped
+        # when a reader keeps an older snapshot (the first pass could not copy all it
+        # had): FULL would wait for that reader, holding every writer back meanwhile.
+        _, logged, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if copied == logged:
+            db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
 
     async def _flush_writes(self) -> None:
         while self._pending:
