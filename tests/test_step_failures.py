@@ -127,3 +127,18 @@ async def test_executor_that_dies_makes_process_error_and_manager_keeps_serving(
     assert info.error.step == "die"
     assert any(word in info.error.message for word in how), info.error.message
     await assert_manager_still_serves(manager)
+
+
+async def test_an_executor_sending_garbage_is_ended_and_the_manager_keeps_serving(
+    manager: Manager,
+) -> None:
+    """A frame that does not decode (a step wrote to the channel) ends the run as an
+    error of that step; the executor is stopped, not waited for."""
+    info = await run_to_end(manager, Process({"garble": Step("stepmods.failing:garble_channel")}))
+    assert info.status is Status.ERROR
+    assert info.os_pid is None
+    assert info.error is not None
+    assert info.error.step == "garble"
+    assert info.error.type == "ExecutorProtocolError"
+    assert "frame" in info.error.message, info.error.message
+    await assert_manager_still_serves(manager)

@@ -14,6 +14,11 @@ from typing import Any
 
 from . import _protocol
 
+
+class FrameError(Exception):
+    """The executor sent something that is not a frame (a step wrote to the channel, say)."""
+
+
 _READ_SIZE = 1 << 20
 _MAX_QUEUED = 256  # frames parsed but not yet handled: stop reading beyond this
 
@@ -26,7 +31,7 @@ class ExecutorChannel:
         self._buffer = bytearray()
         self._frames: deque[tuple[Any, ...]] = deque()
         self._eof = False
-        self._error: Exception | None = None
+        self._error: FrameError | None = None
         self._ready: asyncio.Future[None] | None = None
         self._reading = False
         self._closed = False
@@ -66,7 +71,7 @@ class ExecutorChannel:
         while len(buffer) - start >= _protocol.HEADER:
             size = int.from_bytes(buffer[start : start + _protocol.HEADER], "big")
             if size > _protocol.MAX_FRAME:
-                self._fail(ConnectionError("oversized frame from the executor"))
+                self._fail(FrameError(f"a frame of {size} bytes (the limit is 1 GiB)"))
                 return
             end = start + _protocol.HEADER + size
             if len(buffer) < end:
@@ -74,7 +79,7 @@ class ExecutorChannel:
             try:
                 self._frames.append(_protocol.decode(bytes(buffer[start + _protocol.HEADER : end])))
             except (ValueError, EOFError, TypeError) as exc:
-                self._fail(exc)
+                self._fail(FrameError(f"{type(exc).__name__}: {exc}"))
                 return
             start = end
         if start:
@@ -82,7 +87,7 @@ class ExecutorChannel:
         if len(self._frames) > _MAX_QUEUED:
             self._pause()
 
-    def _fail(self, error: Exception) -> None:
+    def _fail(self, error: FrameError) -> None:
         self._error = error
         self._pause()
 
@@ -103,7 +108,8 @@ class ExecutorChannel:
 
     def pop(self) -> tuple[Any, ...] | None:
         """The next frame; None when the executor closed its end and all were read. Raises
-        what made the executor's frames unreadable. Only call once ``ready()`` is done."""
+        FrameError once the frames before the unreadable one were popped. Only call once
+        ``ready()`` is done."""
         if self._frames:
             frame = self._frames.popleft()
             if len(self._frames) <= _MAX_QUEUED // 2 and self._error is None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import _clock, _spawn, _spec
-from ._channel import ExecutorChannel
+from ._channel import ExecutorChannel, FrameError
 from ._faults import fault
 from ._output import OutputRecorder
 from ._warm import Zygote
@@ -423,6 +423,7 @@ class StepsRunner(_Runner):
         fault("after_spawn")
         channel = ExecutorChannel(ours)
         exited = False
+        garbled = False
         try:
             # The first step is known now: record it with the pid, one write instead of two.
             first = self.record.step_index
@@ -440,12 +441,20 @@ class StepsRunner(_Runner):
             exited = await self._converse(child, channel)
         except ConnectionError:
             exited = child.process.returncode is not None
+        except FrameError as exc:
+            # Not ours to decode any further: stop the executor, record the step's error.
+            garbled = True
+            text = f"the executor sent an unreadable frame during step {self._step!r}: {exc}"
+            error = _error("ExecutorProtocolError", text, self._step)
+            self._ending = lambda: self._finish(Status.ERROR, text, error=error)
         except BaseException:
             await asyncio.shield(self._end_child(child, exited=False))
             await asyncio.shield(recorder.close())
             channel.close()
             raise
-        returncode = await _ended(self, child, exited or self._ending is not None)
+        # A final frame is the executor's last word: it gets the grace period to exit.
+        last_word = self._ending is not None and not garbled
+        returncode = await _ended(self, child, exited or last_word)
         channel.close()
         await recorder.close()
         if self._ending is not None:

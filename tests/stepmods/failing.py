@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 
@@ -59,3 +60,17 @@ def exit_7(data: dict[str, Any]) -> dict[str, Any]:
 def kill_self(data: dict[str, Any]) -> dict[str, Any]:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable: SIGKILL cannot be caught")
+
+
+def garble_channel(data: dict[str, Any]) -> dict[str, Any]:
+    """Write a frame the manager cannot decode to the executor's channel (its one socket),
+    then linger: the manager must end the run, not wait on it."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            os.write(int(name), b"\x00\x00\x00\x05garbl")
+    time.sleep(60)
+    return data
