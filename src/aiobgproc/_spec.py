@@ -190,10 +190,12 @@ def import_path() -> list[str]:
     process imports from, as another process must look. Worked out again only when
     sys.path changes, or the working directory does and an entry is relative."""
     current = sys.path
+    if _import_path:
+        seen, cwd, absolute = _import_path[0]
+        if seen == current and (cwd is None or cwd == os.getcwd()):
+            return list(absolute)
     relative = not all(entry and os.path.isabs(entry) for entry in current)
     cwd = os.getcwd() if relative else None
-    if _import_path and _import_path[0][0] == current and _import_path[0][1] == cwd:
-        return list(_import_path[0][2])
     absolute = [os.path.abspath(entry) if entry else os.getcwd() for entry in current]
     _import_path[:] = [(list(current), cwd, absolute)]
     return list(absolute)
