@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 
-from . import executor
+from . import _protocol, executor, steps
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -139,6 +139,38 @@ def _child(
         os._exit(code)
 
 
+def _echo(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+def _warm_up(rounds: int = 50) -> None:
+    """Run the executor's path (receive "go", one step, send "done") here, before any fork.
+    Python 3.11 rewrites a function's bytecode in place as it warms up (counters, then
+    specialised instructions); done in each child, those writes would cost it a page copy
+    each. Done here, children inherit the warmed code."""
+    ours, theirs = socket.socketpair()
+    try:
+        channel = executor.Channel(theirs.fileno())
+        job = {
+            "steps": [{"name": "warm", "target": f"{__name__}:_echo", "args": [], "kwargs": {}}],
+            "start": 0,
+            "input": {"warm": True},
+        }
+        go = _protocol.encode(("go",))
+        for _ in range(rounds):
+            ours.sendall(go)
+            channel.receive()
+            _set_environ({}, [])
+            executor.run_job(channel, job)
+            ours.recv(1 << 16)
+    except Exception:  # a warm-up only: the children are right either way
+        pass
+    finally:
+        ours.close()
+        theirs.close()
+        steps.set_progress_sink(None)
+
+
 def main(control_fd: int, preload: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     control = socket.socket(fileno=control_fd)
@@ -153,6 +185,7 @@ def main(control_fd: int, preload: list[str]) -> int:
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         except (AttributeError, ValueError):
             pass
+    _warm_up()
     # Forked children share our memory copy-on-write; the cyclic GC touching every object
     # would copy it all. Freeze what exists now so collections in children leave it alone.
     import gc
