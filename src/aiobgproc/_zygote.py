@@ -152,6 +152,7 @@ def _warm_up(rounds: int = 50) -> None:
     try:
         channel = executor.Channel(theirs.fileno())
         job = {
+            "sys_path": list(sys.path),
             "steps": [{"name": "warm", "target": f"{__name__}:_echo", "args": [], "kwargs": {}}],
             "start": 0,
             "input": {"warm": True},
@@ -160,8 +161,8 @@ def _warm_up(rounds: int = 50) -> None:
         for _ in range(rounds):
             ours.sendall(go)
             channel.receive()
-            _set_environ({}, [])
-            executor.run_job(channel, job)
+            _set_environ({"AIOBGPROC_WARM_UP": "1"}, ["AIOBGPROC_WARM_UP"])
+            executor.run(channel, job)
             ours.recv(1 << 16)
     except Exception:  # a warm-up only: the children are right either way
         pass
@@ -169,6 +170,7 @@ def _warm_up(rounds: int = 50) -> None:
         ours.close()
         theirs.close()
         steps.set_progress_sink(None)
+        os.environ.pop("AIOBGPROC_WARM_UP", None)
 
 
 def main(control_fd: int, preload: list[str]) -> int:
