@@ -301,6 +301,11 @@ def _psutil_boot_time() -> float:
     return _boot_time[1]
 
 
+def _ticks_to_create_time(ticks: int) -> float:
+    """A start time in clock ticks since boot as psutil's create time (epoch seconds)."""
+    return ticks / _CLOCK_TICKS + _psutil_boot_time()
+
+
 def _start_ticks(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot (/proc/PID/stat), if readable."""
     try:
@@ -323,17 +328,19 @@ def create_time(pid: int) -> float | None:
     if sys.platform == "linux":
         ticks = _start_ticks(pid)
         if ticks is not None:
-            return ticks / _CLOCK_TICKS + _psutil_boot_time()
+            return _ticks_to_create_time(ticks)
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
         return None
 
 
+_BOOT_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
 def boot_clock_ns() -> int | None:
     """CLOCK_BOOTTIME in ns, the clock the kernel stamps a new process with (None: none)."""
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    return None if clock is None else time.clock_gettime_ns(clock)
+    return None if _BOOT_CLOCK is None else time.clock_gettime_ns(_BOOT_CLOCK)
 
 
 _NS_PER_TICK = 1_000_000_000 // _CLOCK_TICKS
@@ -352,7 +359,7 @@ def new_child_create_time(pid: int, before_ns: int | None, after_ns: int | None)
     tick = before_ns // _NS_PER_TICK
     same_tick = after_ns // _NS_PER_TICK == tick
     if same_tick and _ticks_agree[0]:
-        return tick / _CLOCK_TICKS + _psutil_boot_time()
+        return _ticks_to_create_time(tick)
     ticks = _start_ticks(pid)
     if ticks is None:
         return create_time(pid)
@@ -360,7 +367,7 @@ def new_child_create_time(pid: int, before_ns: int | None, after_ns: int | None)
         return None  # not started then: ours exited (and was reaped) and the pid is reused
     if same_tick and _ticks_agree[0] is None:
         _ticks_agree[0] = ticks == tick
-    return ticks / _CLOCK_TICKS + _psutil_boot_time()
+    return _ticks_to_create_time(ticks)
 
 
 def _same_process(proc: psutil.Process, started: float | None) -> bool:

@@ -42,9 +42,12 @@ def _send(control: socket.socket, *message: Any) -> None:
     control.send(marshal.dumps(message))
 
 
+_BOOT_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
 def _boot_clock_ns() -> int | None:
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    return None if clock is None else time.clock_gettime_ns(clock)
+    # As _spawn.boot_clock_ns, which the zygote does not import (it pulls in psutil).
+    return None if _BOOT_CLOCK is None else time.clock_gettime_ns(_BOOT_CLOCK)
 
 
 def _reaped(control: socket.socket | None, poller: Any, children: dict[int, int], fd: int) -> None:
