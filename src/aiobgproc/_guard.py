@@ -12,7 +12,6 @@ Run as a child of the manager only: ``python -I -S -c <boot> <package root>``.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -24,60 +23,28 @@ if TYPE_CHECKING:
 _TERM_WAIT = 1.0
 
 
-def _session_members(sid: int, started: float) -> list[Any]:
-    import psutil
-
-    members = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getsid(proc.pid) == sid and proc.create_time() >= started - 0.01:
-                members.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return members
-
-
-def _tagged(tags: set[str]) -> list[Any]:
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            environ = proc.environ()
-            process_id = environ.get("AIOBGPROC_PROCESS_ID")
-            if process_id and f"{process_id}/{environ.get('AIOBGPROC_CLAIM')}" in tags:
-                found.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return found
-
-
-def _alive(procs: list[Any]) -> list[Any]:
-    import psutil
-
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.Error:
-            continue
-    return alive
-
-
 def kill_all(watched: dict[int, tuple[float, str]]) -> None:
     """SIGTERM every process of every watched child, SIGKILL what is left after a second."""
     import psutil
 
+    from ._tree import find_tree  # only now: a guard that never has to kill stays small
+
     def collect() -> list[Any]:
         procs: dict[int, Any] = {}
-        for os_pid, (started, _) in watched.items():
-            for proc in _session_members(os_pid, started):
+        for os_pid, (started, tag) in watched.items():
+            for proc in find_tree(os_pid, started, tag):
                 procs[proc.pid] = proc
-        for proc in _tagged({tag for _, tag in watched.values()}):
-            procs[proc.pid] = proc
-        procs.pop(os.getpid(), None)
         return list(procs.values())
+
+    def alive(procs: list[Any]) -> list[Any]:
+        found = []
+        for proc in procs:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
 
     procs = collect()
     for proc in procs:
@@ -86,9 +53,9 @@ def kill_all(watched: dict[int, tuple[float, str]]) -> None:
         except psutil.Error:
             pass
     deadline = time.monotonic() + _TERM_WAIT
-    while _alive(procs) and time.monotonic() < deadline:
+    while alive(procs) and time.monotonic() < deadline:
         time.sleep(0.02)
-    for proc in _alive(procs) + _alive(collect()):
+    for proc in alive(procs) + alive(collect()):
         try:
             proc.send_signal(signal.SIGKILL)
         except psutil.Error:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from . import _clock, _host, _spawn
+from . import _clock, _host, _tree
 from .models import Status
 from .store import ManagerRecord, ProcessRecord, Store
 
@@ -70,11 +70,11 @@ async def recover(
             # Never signal a process of another host; on ours, kill the old tree first — by
             # pid only when that pid was recorded in our PID namespace, else by tag alone.
             same_pids = manager is None or manager.boot_id == _host.boot_id()
-            await _spawn.terminate_tree(
+            await _tree.terminate_tree(
                 record.os_pid if same_pids else None,
                 record.os_pid_started if same_pids else None,
                 grace=grace_period,
-                tag=_spawn.make_tag(record.id, record.claim_token),
+                tag=_tree.make_tag(record.id, record.claim_token),
             )
         claim = record.claim(owner)
         if record.kind == "command":

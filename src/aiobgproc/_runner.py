@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _clock, _spawn, _spec
+from . import _clock, _spawn, _spec, _tree
 from ._channel import ExecutorChannel, FrameError
 from ._faults import fault
 from ._output import OutputRecorder
@@ -85,8 +85,6 @@ def _error(
 
 
 class _Runner:
-    sweep_tagged_on_exit = False
-
     def __init__(
         self,
         context: RunContext,
@@ -98,7 +96,7 @@ class _Runner:
         self.store = context.store
         self.record = record
         self.claim = record.claim(context.manager_id)
-        self.tag = _spawn.make_tag(record.id, self.claim.token)
+        self.tag = _tree.make_tag(record.id, self.claim.token)
         self.stop = stop
         self._on_change = on_change
         self.deadline = None if record.timeout is None else _clock.monotonic() + record.timeout
@@ -130,8 +128,8 @@ class _Runner:
     def _env(self) -> dict[str, str]:
         env = _spawn.environment()
         env.update(self.record.spec.get("env") or {})
-        env[_spawn.TAG_VARIABLE] = self.record.id
-        env[_spawn.CLAIM_VARIABLE] = str(self.claim.token)
+        env[_tree.TAG_VARIABLE] = self.record.id
+        env[_tree.CLAIM_VARIABLE] = str(self.claim.token)
         env[ATTEMPT_VARIABLE] = str(self.record.attempts)
         return env
 
@@ -163,32 +161,30 @@ class _Runner:
         return self.record.step
 
     async def _end_child(self, child: _spawn.Child, *, exited: bool) -> int | None:
-        """Stop the child's tree (gracefully unless it already exited), close its pipe."""
+        """Stop the child's whole tree (gracefully unless it already exited), close its pipe.
+
+        However the run ends, every process carrying its tag goes too, before the end is
+        recorded: what a command or a step left running in a session of its own would
+        otherwise outlive it (reparented to init, forever for a daemon's worth of runs)."""
         if exited and child.process.returncode is None:
             # It said its last word; give it the grace period to exit on its own.
             exited = await _spawn.wait_exit(child, self.context.grace_period) is not None
-        if exited:
-            if not child.reader.closed.done():
-                # asyncio.wait: no task, and the future is left alone on timeout.
-                await asyncio.wait({child.reader.closed}, timeout=_DRAIN_TIMEOUT)
-            if self.sweep_tagged_on_exit or _group_exists(child.os_pid):
-                # Whatever the child left running in its session goes with it (and, for
-                # steps, whatever escaped the session but carries the process's tag).
-                await _spawn.terminate_tree(
-                    child.os_pid,
-                    child.started,
-                    grace=self.context.grace_period,
-                    # A child that exited before its create time could be read cannot be
-                    # matched by session: find what it left by its tag instead.
-                    tag=self.tag if self.sweep_tagged_on_exit or child.started is None else None,
-                )
-        else:
-            await _spawn.terminate_tree(
-                child.os_pid,
-                child.started,
-                grace=self.context.grace_period,
-                tag=self.tag,
+        if exited and not child.reader.closed.done():
+            # Whatever still holds its pipe is left a moment to finish writing, unless the
+            # run is told to stop meanwhile (asyncio.wait: no task; nothing is cancelled).
+            held: set[asyncio.Future[Any]] = {child.reader.closed, self.stop}
+            await asyncio.wait(
+                held,
+                timeout=_DRAIN_TIMEOUT,
+                return_when=asyncio.FIRST_COMPLETED,
             )
+        await _tree.terminate_tree(
+            child.os_pid,
+            child.started,
+            grace=self.context.grace_period,
+            tag=self.tag,
+            recent=child.recent,
+        )
         returncode = await _spawn.wait_exit(child, 5.0)
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
             log.error(
@@ -197,20 +193,12 @@ class _Runner:
                 child.os_pid,
                 extra={"process_id": self.record.id},
             )
+        else:
+            _tree.forget_child(child.os_pid)
         child.reader.close()
         if self.context.guard is not None:
             self.context.guard.forget(child.os_pid)
         return returncode
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class CommandRunner(_Runner):
@@ -281,10 +269,9 @@ async def _ended(runner: _Runner, child: _spawn.Child, exited: bool) -> int | No
 class StepsRunner(_Runner):
     """Runs a process's steps in an executor child, committing each step's output.
 
-    After the executor exits, its session is terminated (like a command's); children that a
-    step started in a session of their own are stopped by the executor itself before it
-    exits (see executor.end_escaped_children), which is much cheaper than scanning every
-    process's environment for the tag here."""
+    After the executor exits, its tree is swept like a command's (see _Runner._end_child);
+    the executor itself stops its own children that a step left in a session of their own
+    (executor.end_escaped_children), so that they are reaped, not left as zombies."""
 
     def __init__(
         self,

@@ -16,31 +16,16 @@ import contextlib
 import fcntl
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-import psutil
-
-from . import _clock
+from . import _clock, _pidtime, _tree
 from ._warm import Zygote
 
 log = logging.getLogger(__name__)
-
-TAG_VARIABLE = "AIOBGPROC_PROCESS_ID"
-"""Set in every child's environment to the process id: finds descendants that escaped."""
-CLAIM_VARIABLE = "AIOBGPROC_CLAIM"
-"""Set beside it to the claim's token, so a sweep for one run never touches the next."""
-
-
-def make_tag(process_id: str, token: int) -> str:
-    """What identifies the processes of one run of a process (one claim)."""
-    return f"{process_id}/{token}"
-
 
 _environ_copy: list[tuple[dict[bytes, bytes], dict[str, str]]] = []  # the one last copy
 
@@ -57,11 +42,6 @@ def environment() -> dict[str, str]:
     return dict(_environ_copy[0][1])
 
 
-def environ_tag(environ: Mapping[str, str]) -> str | None:
-    process_id = environ.get(TAG_VARIABLE)
-    return None if process_id is None else f"{process_id}/{environ.get(CLAIM_VARIABLE)}"
-
-
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -75,8 +55,8 @@ class PipeReader(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.ReadTransport)
-        self.transport = transport
+        # Any loop's read-pipe transport (uvloop's is no asyncio.ReadTransport subclass).
+        self.transport = cast(asyncio.ReadTransport, transport)
 
     def data_received(self, data: bytes) -> None:
         if not self._on_data(data) and self.transport is not None:
@@ -121,7 +101,12 @@ class Child:
     started: float | None
     """The OS create time of the child (psutil), to tell it from a later process with its pid."""
     reader: PipeReader
-    spawned_at: float = field(default_factory=_clock.wall)
+    spawned_at: float = field(default_factory=_clock.monotonic)
+
+    @property
+    def recent(self) -> bool:
+        """Young enough for a cheap sweep of its tree (see _tree.RECENT_SECONDS)."""
+        return _clock.monotonic() - self.spawned_at < _tree.RECENT_SECONDS
 
 
 _devnull_fd: list[int] = []
@@ -166,7 +151,7 @@ async def spawn(
         "pass_fds": tuple(pass_fds),
     }
     process: ProcessHandle
-    before = boot_clock_ns()
+    before = _pidtime.boot_clock_ns()
     try:
         if _PIDFD:
             # As asyncio itself does: Popen forks and execs synchronously, in the loop thread.
@@ -178,7 +163,8 @@ async def spawn(
         raise
     finally:
         os.close(write_fd)
-    started = new_child_create_time(process.pid, before, boot_clock_ns())
+    _tree.add_child(process.pid)
+    started = _pidtime.new_child_create_time(process.pid, before, _pidtime.boot_clock_ns())
     return await _attach(process, read_fd, on_output, started)
 
 
@@ -285,207 +271,9 @@ async def spawn_forked(
         raise
     finally:
         os.close(write_fd)
-    started = new_child_create_time(process.pid, process.clock_before, process.clock_after)
+    _tree.add_child(process.pid)
+    started = _pidtime.new_child_create_time(process.pid, process.clock_before, process.clock_after)
     return await _attach(process, read_fd, on_output, started)
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_BOOT_TIME_TTL = 1.0
-_boot_time = [-_BOOT_TIME_TTL, 0.0]  # when read (monotonic), and psutil's boot time
-
-
-def _psutil_boot_time() -> float:
-    now = _clock.monotonic()
-    if now - _boot_time[0] >= _BOOT_TIME_TTL:
-        _boot_time[:] = [now, psutil.boot_time()]
-    return _boot_time[1]
-
-
-def _ticks_to_create_time(ticks: int) -> float:
-    """A start time in clock ticks since boot as psutil's create time (epoch seconds)."""
-    return ticks / _CLOCK_TICKS + _psutil_boot_time()
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (/proc/PID/stat), if readable."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        return int(data[data.rfind(b")") + 2 :].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None  # gone, or not the procfs we know
-
-
-def create_time(pid: int) -> float | None:
-    """``psutil.Process(pid).create_time()``, or None if there is no such process.
-
-    On Linux it is computed as psutil does (the start time in /proc/PID/stat, in clock
-    ticks since boot, plus the boot time), so the two compare equal, but ~6x cheaper: no
-    psutil.Process is built, and the boot time is read at most once a second."""
-    if sys.platform == "linux":
-        ticks = _start_ticks(pid)
-        if ticks is not None:
-            return _ticks_to_create_time(ticks)
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-_BOOT_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
-
-
-def boot_clock_ns() -> int | None:
-    """CLOCK_BOOTTIME in ns, the clock the kernel stamps a new process with (None: none)."""
-    return None if _BOOT_CLOCK is None else time.clock_gettime_ns(_BOOT_CLOCK)
-
-
-_NS_PER_TICK = 1_000_000_000 // _CLOCK_TICKS
-_ticks_agree: list[bool | None] = [None]  # whether the shortcut below matched /proc once
-
-
-def new_child_create_time(pid: int, before_ns: int | None, after_ns: int | None) -> float | None:
-    """create_time() of a child created between two boot_clock_ns() readings.
-
-    The kernel reports a start time in clock ticks (10 ms each) of CLOCK_BOOTTIME: when both
-    readings fall in one tick, that tick is the child's, and /proc need not be read (which
-    costs ~50 us while the child is busy exec'ing: ~5 % of a command's cost here). The first
-    time both ways are possible, they are compared; if they differ, /proc is always read."""
-    if sys.platform != "linux" or before_ns is None or after_ns is None:
-        return create_time(pid)
-    tick = before_ns // _NS_PER_TICK
-    same_tick = after_ns // _NS_PER_TICK == tick
-    if same_tick and _ticks_agree[0]:
-        return _ticks_to_create_time(tick)
-    ticks = _start_ticks(pid)
-    if ticks is None:
-        return create_time(pid)
-    if not tick <= ticks <= after_ns // _NS_PER_TICK:
-        return None  # not started then: ours exited (and was reaped) and the pid is reused
-    if same_tick and _ticks_agree[0] is None:
-        _ticks_agree[0] = ticks == tick
-    return _ticks_to_create_time(ticks)
-
-
-def _same_process(proc: psutil.Process, started: float | None) -> bool:
-    if started is None:
-        return False
-    try:
-        return abs(proc.create_time() - started) < 0.01
-    except psutil.Error:
-        return False
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def find_tree(
-    os_pid: int | None, started: float | None, tag: str | None = None, *, scan_environ: bool = True
-) -> list[psutil.Process]:
-    """Every live process that belongs to the tree of ``os_pid`` (its session, its
-    descendants, and processes carrying ``tag`` in their environment)."""
-    found: dict[int, psutil.Process] = {}
-    me = os.getpid()
-    if os_pid is None or started is None:
-        os_pid, started = None, None
-    try:
-        if os_pid is None:
-            raise psutil.NoSuchProcess(0)
-        leader = psutil.Process(os_pid)
-        if _same_process(leader, started):
-            found[leader.pid] = leader
-            with contextlib.suppress(psutil.Error):
-                for child in leader.children(recursive=True):
-                    found[child.pid] = child
-    except psutil.Error:
-        pass
-    if os_pid is not None and started is not None:
-        # Members of the session outlive the leader; a session id is never reused while a
-        # member lives, and members were all created after the leader.
-        for proc in psutil.process_iter():
-            if proc.pid in found or proc.pid == me:
-                continue
-            try:
-                if os.getsid(proc.pid) == os_pid and proc.create_time() >= started - 0.01:
-                    found[proc.pid] = proc
-            except (OSError, psutil.Error):
-                continue
-    if tag is not None and scan_environ:
-        for proc in psutil.process_iter():
-            if proc.pid in found or proc.pid == me:
-                continue
-            try:
-                if environ_tag(proc.environ()) == tag:
-                    found[proc.pid] = proc
-            except (psutil.Error, OSError):
-                continue
-    return [proc for proc in found.values() if _alive(proc)]
-
-
-def _signal_all(procs: Sequence[psutil.Process], sig: signal.Signals) -> None:
-    for proc in procs:
-        # psutil refuses to signal a process whose pid was reused (create time differs).
-        with contextlib.suppress(psutil.Error, OSError):
-            proc.send_signal(sig)
-
-
-async def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
-    deadline = _clock.monotonic() + timeout
-    delay = 0.005
-    alive = [proc for proc in procs if _alive(proc)]
-    while alive and _clock.monotonic() < deadline:
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
-        alive = [proc for proc in alive if _alive(proc)]
-    return alive
-
-
-async def terminate_tree(
-    os_pid: int | None, started: float | None, *, grace: float, tag: str | None = None
-) -> int:
-    """SIGTERM the whole tree, wait up to ``grace`` seconds, SIGKILL what is left.
-
-    Returns how many processes had to be killed with SIGKILL. Never waits unboundedly.
-    """
-    procs = await asyncio.to_thread(find_tree, os_pid, started, tag)
-    if not procs:
-        return 0
-    log.debug(
-        "process %s: terminating %d OS processes (tree of %s)",
-        tag or "-",
-        len(procs),
-        os_pid,
-        extra={"process_id": tag},
-    )
-    _signal_all(procs, signal.SIGTERM)
-    survivors = await _wait_gone(procs, grace)
-    # Look again: the tree may have forked while it was being terminated.
-    again = await asyncio.to_thread(find_tree, os_pid, started, tag)
-    stubborn = {proc.pid: proc for proc in [*survivors, *again] if _alive(proc)}
-    if stubborn:
-        log.debug(
-            "process %s: killing %d OS processes that outlived SIGTERM",
-            tag or "-",
-            len(stubborn),
-            extra={"process_id": tag},
-        )
-        _signal_all(list(stubborn.values()), signal.SIGKILL)
-        await _wait_gone(list(stubborn.values()), 2.0)
-    return len(stubborn)
-
-
-async def kill_tree(os_pid: int | None, started: float | None, *, tag: str | None = None) -> None:
-    """SIGKILL the whole tree at once (no grace): for leftovers nobody waits for."""
-    procs = await asyncio.to_thread(find_tree, os_pid, started, tag)
-    _signal_all(procs, signal.SIGKILL)
-    await _wait_gone(procs, 2.0)
 
 
 def exit_future(process: ProcessHandle) -> asyncio.Future[int]:
@@ -504,13 +292,6 @@ async def wait_exit(child: Child, timeout: float | None) -> int | None:
     ended = exit_future(child.process)
     done, _ = await asyncio.wait({ended}, timeout=timeout)  # never cancels ``ended``
     return ended.result() if done else None
-
-
-async def reap(child: Child, grace: float, tag: str | None) -> int | None:
-    """Make sure the child is gone: terminate its tree and collect its return code (bounded)."""
-    if child.process.returncode is None:
-        await terminate_tree(child.os_pid, child.started, grace=grace, tag=tag)
-    return await wait_exit(child, 5.0)
 
 
 _GUARD_BOOT = (

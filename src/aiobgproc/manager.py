@@ -14,7 +14,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
-from . import _clock, _host, _spawn, _spec, _warm
+from . import _clock, _host, _spawn, _spec, _tree, _warm
 from ._changes import Changes
 from ._errorlog import append_error_block
 from ._faults import fault
@@ -503,11 +503,11 @@ class Manager:
             await asyncio.sleep(self.poll_interval)
         # The owner did not react (frozen or gone): kill the tree ourselves, if it is here.
         if record.os_pid is not None:
-            await _spawn.terminate_tree(
+            await _tree.terminate_tree(
                 record.os_pid,
                 record.os_pid_started,
                 grace=self.grace_period,
-                tag=_spawn.make_tag(record.id, record.claim_token),
+                tag=_tree.make_tag(record.id, record.claim_token),
             )
 
     async def proceed(self, process_id: str, data: dict[str, Any] | None = None) -> str:

@@ -49,7 +49,6 @@ PAGE_SIZE: Final = 4096
 CACHE_KIB: Final = 8192
 CHECKPOINT_BYTES: Final = 16 << 20
 BUSY_TIMEOUT_MS: Final = 30_000  # how long a write waits for another connection's lock
-_SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 _SCHEMA_V1: Final = """
 CREATE TABLE processes (
@@ -132,25 +131,57 @@ def _claim_params(claim: Claim) -> tuple[str, str, int]:
 
 
 def _check_path(path: Path) -> None:
-    """Refuse, before SQLite touches it, a path that is not (or cannot become) our store."""
+    """Refuse, before SQLite touches it, a path that cannot be our store; create a new store
+    file private to its owner (0600: it holds commands' environments and output).
+
+    An existing file is never opened here: on Linux, closing *any* descriptor of a file
+    drops every POSIX lock this process holds on it, including the locks of SQLite
+    connections other managers of this process have open, and another process could then
+    checkpoint and delete the WAL under them (SQLite's "How To Corrupt An SQLite Database
+    File", 2.2). SQLite itself checks the header (see _not_sqlite)."""
     if path.is_dir():
         raise StoreError(f"store path {str(path)!r} is a directory, not a file")
     if path.exists():
-        try:
-            with path.open("rb") as handle:
-                header = handle.read(len(_SQLITE_HEADER))
-        except OSError as exc:
-            raise StoreError(f"cannot read store {str(path)!r}: {exc.strerror}") from None
-        if header and header != _SQLITE_HEADER:
-            raise StoreError(f"{str(path)!r} is not an aiobgproc store (not an SQLite file)")
+        if not os.access(path, os.R_OK):
+            raise StoreError(f"cannot read store {str(path)!r}: permission denied")
         return
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create the directory of store {str(path)!r}: {exc}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
+    _make_private_dirs(path.parent)
+    if not os.access(path.parent, os.W_OK | os.X_OK):
         raise StoreError(f"cannot create store {str(path)!r}: directory is not writable")
+    try:
+        # SQLite creates the file 0644 (less the umask) and gives -wal and -shm the mode of
+        # the database file: created first, 0600, they all are private. The file did not
+        # exist, so no connection of this process can hold a lock on it yet.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass  # another process (or manager) was first: it is theirs to create
+    except OSError as exc:
+        raise StoreError(f"cannot create store {str(path)!r}: {exc.strerror}") from None
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each 0700 (Path.mkdir(parents=True)
+    would give the parents the umask's mode)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory of the store {str(new)!r}: {exc}"
+            ) from None
+
+
+def _not_sqlite(exc: BaseException) -> bool:
+    """Whether SQLite refused the file as not an SQLite database at all."""
+    return isinstance(exc, sqlite3.DatabaseError) and "file is not a database" in str(exc)
 
 
 T = TypeVar("T")
@@ -304,6 +335,10 @@ class SQLiteStore(ClaimedUpdates):
             await db._execute(self._prepare, db._conn)  # type: ignore[no-untyped-call]
         except BaseException as exc:
             await db.close()
+            if _not_sqlite(exc):
+                raise StoreError(
+                    f"{str(self.path)!r} is not an aiobgproc store (not an SQLite file)"
+                ) from None
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"cannot open store {str(self.path)!r}: {exc}") from None
             raise

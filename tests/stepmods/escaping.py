@@ -16,3 +16,11 @@ def leave_group_child(data: dict[str, Any]) -> dict[str, Any]:
     """Starts a child in the executor's own session and returns without waiting for it."""
     child = subprocess.Popen(["sleep", "60"])
     return {"child": child.pid}
+
+
+def leave_escaped_grandchild(data: dict[str, Any]) -> dict[str, Any]:
+    """Runs a shell that starts a grandchild in a session of its own (ignoring SIGTERM) and
+    exits: the grandchild is no child of the executor, and outside its session."""
+    subprocess.run(["sh", "-c", data["script"], "outer", data["pidfile"]], check=True)
+    with open(data["pidfile"], encoding="ascii") as handle:
+        return {"grandchild": int(handle.read())}

@@ -1,0 +1,276 @@
+"""The whole tree of a run, found and stopped: its process, the session it leads, their
+descendants, and every process that carries the run's tag.
+
+The tag (``TAG_VARIABLE`` and ``CLAIM_VARIABLE`` in the environment every child gets) is what
+finds a process that left the session (``setsid``) and lost its parent: such a process is
+in no session of ours and descends from nothing of ours, but /proc/PID/environ still shows
+the environment it was started with. Every end of a run sweeps by tag (docs/guarantees.md).
+
+A sweep reads /proc itself: one directory listing, then /proc/PID/stat of each candidate
+(parent, session, state, start time) and /proc/PID/environ of those that started after the
+run's process. Two things keep it cheap when a run was short (most are):
+- pids are handed out in increasing order, wrapping at pid_max: a process started after
+  the run's process has a pid in the cyclic range from that process's pid to the last one
+  handed out (/proc/loadavg), unless the counter went all the way round meanwhile, which a
+  run shorter than ``pid_max / 100,000`` seconds cannot see happen;
+- the live children of this OS process (other runs' processes, the warm executor, the
+  guard) are never part of another run's tree: they are skipped without a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import psutil
+
+from . import _clock, _pidtime
+
+log = logging.getLogger(__name__)
+
+TAG_VARIABLE = "AIOBGPROC_PROCESS_ID"
+"""Set in every child's environment to the process id: finds descendants that escaped."""
+CLAIM_VARIABLE = "AIOBGPROC_CLAIM"
+"""Set beside it to the claim's token, so a sweep for one run never touches the next."""
+
+_children: set[int] = set()
+"""Pids of this OS process's live children started by spawn (any manager's)."""
+
+
+def make_tag(process_id: str, token: int) -> str:
+    """What identifies the processes of one run of a process (one claim)."""
+    return f"{process_id}/{token}"
+
+
+def environ_tag(environ: Mapping[str, str]) -> str | None:
+    process_id = environ.get(TAG_VARIABLE)
+    return None if process_id is None else f"{process_id}/{environ.get(CLAIM_VARIABLE)}"
+
+
+def add_child(pid: int) -> None:
+    _children.add(pid)
+
+
+def forget_child(pid: int) -> None:
+    _children.discard(pid)
+
+
+def _read_pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return 32768  # the kernel's default
+
+
+RECENT_SECONDS = _read_pid_max() / 100_000
+"""A run's process younger than this cannot have seen the pid counter go round."""
+
+
+class _Stat(NamedTuple):
+    ppid: int
+    session: int
+    zombie: bool
+    started: float  # psutil's create time
+
+
+def _stat(pid: int) -> _Stat | None:
+    fields = _pidtime.stat_fields(pid)
+    if fields is None:
+        return None
+    try:
+        started = _pidtime.ticks_to_create_time(int(fields[19]))
+        return _Stat(int(fields[1]), int(fields[3]), fields[0] in (b"Z", b"X"), started)
+    except ValueError:
+        return None
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+    return b"\0" + b"".join(chunks) + b"\0"
+
+
+def _last_pid() -> int | None:
+    try:
+        with open("/proc/loadavg", "rb") as handle:
+            return int(handle.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _needles(tag: str) -> tuple[bytes, bytes]:
+    process_id, _, token = tag.rpartition("/")
+    return (
+        f"\0{TAG_VARIABLE}={process_id}\0".encode(),
+        f"\0{CLAIM_VARIABLE}={token}\0".encode(),
+    )
+
+
+def _candidates(first: int | None) -> dict[int, _Stat]:
+    """Live processes other than this one and its children (``first`` excepted); when
+    ``first`` is given, only those whose pid was handed out since ``first``'s."""
+    me = os.getpid()
+    found: dict[int, _Stat] = {}
+    names = os.listdir("/proc")
+    last = None if first is None else _last_pid()  # after the listing: it covers every pid
+    for name in names:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid == me or (pid in _children and pid != first):
+            continue
+        if first is not None and last is not None:
+            if first <= last:
+                if not first <= pid <= last:
+                    continue
+            elif last < pid < first:  # the counter wrapped since
+                continue
+        stat = _stat(pid)
+        if stat is not None and not stat.zombie:
+            found[pid] = stat
+    return found
+
+
+def find_pids(
+    os_pid: int | None, started: float | None, tag: str | None = None, *, recent: bool = False
+) -> set[int]:
+    """Pids of every live process of the tree of ``os_pid`` (created at ``started``): the
+    process, its session, their descendants, and processes carrying ``tag``.
+
+    ``recent``: ``os_pid`` was started less than RECENT_SECONDS ago (only pids handed out
+    since are looked at)."""
+    if os_pid is None or started is None:
+        os_pid, started = None, None
+    first = os_pid if recent else None
+    procs = _candidates(first)
+    found: set[int] = set()
+    leader = _stat(os_pid) if os_pid is not None else None
+    ours = leader is not None and started is not None and abs(leader.started - started) < 0.01
+    if ours and leader is not None and not leader.zombie:
+        found.add(os_pid)  # type: ignore[arg-type]
+    # A session id is not handed out again while a member lives: with no process of that
+    # pid, or ours, members are ours; another process with the pid means ours are all gone.
+    if os_pid is not None and started is not None and (ours or leader is None):
+        found.update(
+            pid
+            for pid, stat in procs.items()
+            if stat.session == os_pid and stat.started >= started - 0.01
+        )
+    if tag is not None:
+        process_needle, claim_needle = _needles(tag)
+        for pid, stat in procs.items():
+            if pid in found or (started is not None and stat.started < started - 0.01):
+                continue  # a process started before the run's cannot be one of it
+            environ = _environ(pid)
+            if process_needle in environ and claim_needle in environ:
+                found.add(pid)
+    # Descendants of what was found (of the process itself while it lives).
+    roots = list(found) + ([os_pid] if ours and os_pid is not None else [])
+    by_parent: dict[int, list[int]] = {}
+    for pid, stat in procs.items():
+        by_parent.setdefault(stat.ppid, []).append(pid)
+    while roots:
+        for child in by_parent.get(roots.pop(), ()):
+            if child not in found:
+                found.add(child)
+                roots.append(child)
+    return found
+
+
+def find_tree(
+    os_pid: int | None, started: float | None, tag: str | None = None, *, recent: bool = False
+) -> list[psutil.Process]:
+    """find_pids() as psutil processes (which refuse to signal a pid that was reused)."""
+    procs = []
+    for pid in find_pids(os_pid, started, tag, recent=recent):
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(pid))
+    return procs
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal_all(procs: Sequence[psutil.Process], sig: signal.Signals) -> None:
+    for proc in procs:
+        # psutil refuses to signal a process whose pid was reused (create time differs).
+        with contextlib.suppress(psutil.Error, OSError):
+            proc.send_signal(sig)
+
+
+async def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    deadline = _clock.monotonic() + timeout
+    delay = 0.005
+    alive = [proc for proc in procs if _alive(proc)]
+    while alive and _clock.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+        alive = [proc for proc in alive if _alive(proc)]
+    return alive
+
+
+async def _find(
+    os_pid: int | None, started: float | None, tag: str | None, recent: bool
+) -> list[psutil.Process]:
+    if recent:
+        return find_tree(os_pid, started, tag, recent=True)  # a few reads: no thread hop
+    return await asyncio.to_thread(find_tree, os_pid, started, tag)
+
+
+async def terminate_tree(
+    os_pid: int | None,
+    started: float | None,
+    *,
+    grace: float,
+    tag: str | None = None,
+    recent: bool = False,
+) -> int:
+    """SIGTERM the whole tree, wait up to ``grace`` seconds, SIGKILL what is left.
+
+    Returns how many processes had to be killed with SIGKILL. Never waits unboundedly.
+    """
+    procs = await _find(os_pid, started, tag, recent)
+    if not procs:
+        return 0
+    log.debug(
+        "process %s: terminating %d OS processes (tree of %s)",
+        tag or "-",
+        len(procs),
+        os_pid,
+        extra={"process_id": tag},
+    )
+    _signal_all(procs, signal.SIGTERM)
+    survivors = await _wait_gone(procs, grace)
+    # Look again: the tree may have forked while it was being terminated.
+    again = await _find(os_pid, started, tag, False)
+    stubborn = {proc.pid: proc for proc in [*survivors, *again] if _alive(proc)}
+    if stubborn:
+        log.debug(
+            "process %s: killing %d OS processes that outlived SIGTERM",
+            tag or "-",
+            len(stubborn),
+            extra={"process_id": tag},
+        )
+        _signal_all(list(stubborn.values()), signal.SIGKILL)
+        await _wait_gone(list(stubborn.values()), 2.0)
+    return len(stubborn)
