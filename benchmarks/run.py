@@ -172,6 +172,24 @@ class PartialFigures(Exception):
         self.figures = figures
 
 
+LOOPS = ("asyncio", "uvloop")
+_loop_choice = ["asyncio"]  # set by --loop
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    if _loop_choice[0] == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on the event loop chosen with --loop (asyncio's own, or uvloop)."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(coro)
+
+
 def say(message: str) -> None:
     """Progress and warnings: always stderr, so that --json keeps stdout to itself."""
     print(message, file=sys.stderr, flush=True)
@@ -395,13 +413,13 @@ def blocking(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make())
+        return run_loop(make())
     results: list[T] = []
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            results.append(asyncio.run(make()))
+            results.append(run_loop(make()))
         except BaseException as exc:
             errors.append(exc)
 
@@ -861,7 +879,7 @@ def bench_b3(sizes: Sizes, stores: AnyStores, children: Children, scratch: Path)
     failure: Exception | None = None
     try:
         for rep in range(sizes.reps):
-            ours.append(asyncio.run(_step_throughput(stores, sizes.b3_n)))
+            ours.append(run_loop(_step_throughput(stores, sizes.b3_n)))
             say(f"  b3 rep {rep + 1}: ours {ours[-1]:.0f}/s")
         ours_rate = statistics.median(ours)
     except Exception as exc:
@@ -1034,6 +1052,7 @@ async def b4_child(nbytes: int, store: str) -> dict[str, Any]:
 
 def bench_b4(sizes: Sizes, stores: AnyStores, children: Children) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--b4-child", str(sizes.b4_bytes)]
+    argv += ["--loop", _loop_choice[0]]
     proc = children.start([*argv, "--store", stores.fresh()], stdout=subprocess.PIPE)
     try:
         out, _ = proc.communicate(timeout=1800)
@@ -1263,17 +1282,17 @@ def run_one(
     name: str, sizes: Sizes, stores: AnyStores, children: Children, scratch: Path
 ) -> dict[str, Any]:
     if name == "b1":
-        return asyncio.run(bench_b1(sizes, stores))
+        return run_loop(bench_b1(sizes, stores))
     if name == "b2":
-        return asyncio.run(bench_b2(sizes, stores))
+        return run_loop(bench_b2(sizes, stores))
     if name == "b3":
         return bench_b3(sizes, stores, children, scratch)
     if name == "b4":
         return bench_b4(sizes, stores, children)
     if name == "b5":
-        return asyncio.run(bench_b5(sizes, stores))
+        return run_loop(bench_b5(sizes, stores))
     if name == "b6":
-        return asyncio.run(bench_b6(sizes, stores, children, scratch))
+        return run_loop(bench_b6(sizes, stores, children, scratch))
     raise ValueError(name)
 
 
@@ -1283,6 +1302,7 @@ def run_all(options: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     sizes = SIZES[mode]
     figures: dict[str, Any] = {
         "mode": mode,
+        "loop": _loop_choice[0],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "source": source(),
@@ -1446,8 +1466,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="first wait up to this long for other processes to use under 10%% of the CPUs",
     )
+    parser.add_argument(
+        "--loop", choices=LOOPS, default="asyncio", help="the event loop to run on (B1-B6)"
+    )
     parser.add_argument("--b4-child", type=int, metavar="BYTES", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    _loop_choice[0] = options.loop
     only = [name.strip().lower() for name in options.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(BENCHMARKS))
     if unknown or not only:
@@ -1460,7 +1484,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     _interrupt_on_sigterm()
     if options.b4_child is not None:
-        print(json.dumps(asyncio.run(b4_child(options.b4_child, options.store))), flush=True)
+        print(json.dumps(run_loop(b4_child(options.b4_child, options.store))), flush=True)
         return 0
     # Only the result may reach stdout: until then, whatever writes to fd 1 (this process
     # or a child that inherits it) goes to stderr.

@@ -35,6 +35,7 @@ LAYER = {
     "_host": 1,
     "_guard": 3,
     "_location": 2,
+    "_aiosqlite": 1,
     "_rows": 2,
     "postgres_store": 3,
     "_errorlog": 2,

@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar, final
 
 import aiosqlite
 
+from . import _aiosqlite as _aio
 from ._faults import fault
 from ._rows import COLUMNS as _COLUMNS
 from ._rows import MANAGER_COLUMNS as _MANAGER_COLUMNS
@@ -118,6 +119,7 @@ _SHORT_WRITE_BYTES: Final = 64 * 1024  # more output than this is written in the
 _SHORT_LIST: Final = 1000  # rows a listing may read in the event loop's thread
 _CHECKPOINT_EVERY: Final = 256  # commits in the loop's thread between checkpoints
 _CHECKPOINT_WAIT_MS: Final = 20  # a checkpoint gives up (till the next) after this wait
+_CHECKPOINT_PASSES: Final = 4  # PASSIVE passes before FULL, while each copies more
 _CLAIMED: Final = "id = ? AND status = 'running' AND owner = ? AND claim_token = ?"
 _ACTIVE: Final = ("queued", "running", "interrupted")
 
@@ -330,9 +332,8 @@ class SQLiteStore(ClaimedUpdates):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {str(self.path)!r}: {exc}") from None
         try:
-            # aiosqlite's _execute runs a function in its connection thread: the one way to
-            # run a whole transaction in a single hop (it has been there since 0.11).
-            await db._execute(self._prepare, db._conn)  # type: ignore[no-untyped-call]
+            # The whole set-up in one hop to the connection thread.
+            await _aio.in_thread(db, self._prepare, _aio.raw(db))
         except BaseException as exc:
             await db.close()
             if _not_sqlite(exc):
@@ -430,7 +431,7 @@ class SQLiteStore(ClaimedUpdates):
         # cancelled meanwhile must not let the loop's thread use the connection alongside.
         self._threaded += 1
         job: asyncio.Future[T] = asyncio.ensure_future(
-            db._execute(_waiting, db._conn, self._checkpoint_pages, fn, *args)  # type: ignore[no-untyped-call]
+            _aio.in_thread(db, _waiting, _aio.raw(db), self._checkpoint_pages, fn, *args)
         )
         job.add_done_callback(self._thread_done)
         try:
@@ -451,7 +452,7 @@ class SQLiteStore(ClaimedUpdates):
         db = self._db
         if db is not None and not self._threaded:
             try:
-                return fn(db._conn, *args)
+                return fn(_aio.raw(db), *args)
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
                     raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
@@ -511,12 +512,12 @@ class SQLiteStore(ClaimedUpdates):
         if db is None or self._threaded:
             return None
         try:
-            db._conn.execute("BEGIN IMMEDIATE")
+            _aio.raw(db).execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if _busy(exc):
                 return None
             raise
-        results = _group_commit(db._conn, writes, begun=True)
+        results = _group_commit(_aio.raw(db), writes, begun=True)
         self._commits += 1
         if self._commits % _CHECKPOINT_EVERY == 0 and (
             self._checkpointer is None or self._checkpointer.done()
@@ -544,11 +545,19 @@ class SQLiteStore(ClaimedUpdates):
         # writers back for that moment (they wait in the connection thread), so that the
         # WAL is all copied once and the next write starts it afresh. Without the second
         # pass, writes that never pause would let the WAL grow without end. It is skipped
-        # when a reader keeps an older snapshot (the first pass could not copy all it
-        # had): FULL would wait for that reader, holding every writer back meanwhile.
-        _, logged, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if copied == logged:
-            db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+        # when a reader keeps an older snapshot (the passes cannot copy all the WAL has):
+        # FULL would wait for that reader, holding every writer back meanwhile. Writers
+        # that went on during a pass leave it short too: a further pass copies what they
+        # added (far less), until one copies everything or gets no further.
+        copied_before = -1
+        for _ in range(_CHECKPOINT_PASSES):
+            _, logged, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if copied == logged:
+                db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+                return
+            if copied <= copied_before:
+                return  # a reader pins the WAL: the next checkpoint tries again
+            copied_before = copied
 
     async def _flush_writes(self) -> None:
         while self._pending:
