@@ -14,6 +14,7 @@ import pytest
 
 from aiobgproc import Manager
 from helpers.invariants import describe
+from helpers.loops import LOOP_VARIABLE, loop_factory
 
 TAG = "AIOBGPROC_PROCESS_ID"
 # Inherited by every child of this test run, so the leak guard only blames processes that
@@ -22,32 +23,17 @@ RUN_MARK = "AIOBGPROC_TEST_RUN"
 os.environ[RUN_MARK] = str(os.getpid())
 
 
-LOOP_VARIABLE = "AIOBGPROC_TEST_LOOP"
-"""Which event loop every test runs on: ``asyncio`` (the default) or ``uvloop``."""
-
-
-def _loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
-    name = os.environ.get(LOOP_VARIABLE) or "asyncio"
-    if name == "asyncio":
-        return name, asyncio.new_event_loop
-    if name == "uvloop":
-        import uvloop
-
-        return name, uvloop.new_event_loop
-    raise pytest.UsageError(f"{LOOP_VARIABLE} must be 'asyncio' or 'uvloop', not {name!r}")
-
-
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
     """The whole suite runs on one loop, chosen by AIOBGPROC_TEST_LOOP (scripts/check runs
     it on both)."""
-    name, factory = _loop_factory()
+    name, factory = loop_factory()
     return {name: factory}
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"event loop: {_loop_factory()[0]} ({LOOP_VARIABLE})"
+    return f"event loop: {loop_factory()[0]} ({LOOP_VARIABLE})"
 
 
 def _leftovers(baseline: set[int]) -> list[psutil.Process]:

@@ -27,9 +27,16 @@ def describe(location: str | os.PathLike[str] | None) -> str:
     return os.fspath(location)
 
 
-def open_store(location: str | os.PathLike[str] | Store | None) -> Store:
+def open_store(location: str | bytes | os.PathLike[str] | Store | None) -> Store:
     """A (not yet opened) store for a path, a ``sqlite:///`` URL or None (the default)."""
+    if isinstance(location, bytes):
+        location = os.fsdecode(location)  # a path as bytes, as os functions take them
     if location is not None and not isinstance(location, str | os.PathLike):
+        if not all(callable(getattr(location, name, None)) for name in ("open", "close")):
+            raise StoreError(
+                "the store must be a path, a sqlite:/// or postgresql:// URL, or a Store, "
+                f"not {type(location).__name__}"
+            )
         return location
     text = describe(location)
     if not text:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
+from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
 
@@ -75,7 +76,17 @@ def insert(process: NewProcess, owner: str | None) -> tuple[str, tuple[Any, ...]
 
 
 def record(row: Sequence[Any], *, full: bool = True) -> ProcessRecord:
-    # ``full=False`` (listings) skips decoding the spec and input, which ProcessInfo never shows.
+    """A process row as a record; a row that cannot be decoded (a damaged store) raises
+    StoreError. ``full=False`` (listings) skips decoding the spec and input, which
+    ProcessInfo never shows."""
+    try:
+        return _record(row, full)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        name = row[0] if row and isinstance(row[0], str) else "?"
+        raise StoreError(f"the store is damaged: process {name!r} cannot be read ({exc})") from None
+
+
+def _record(row: Sequence[Any], full: bool) -> ProcessRecord:
     return ProcessRecord(
         id=row[0],
         kind=row[1],

@@ -57,7 +57,7 @@ def check_data(data: object) -> dict[str, Any]:
     return loaded
 
 
-def _check_text(value: object, what: str) -> str:
+def check_text(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidSpecError(f"{what} must be a string, not {type(value).__name__}")
     if "\x00" in value:
@@ -65,12 +65,27 @@ def _check_text(value: object, what: str) -> str:
     return value
 
 
+_MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def check_module_names(names: object, what: str) -> tuple[str, ...]:
+    """Module names (one as a string, or a sequence of them), e.g. for ``preload``."""
+    if isinstance(names, str):
+        names = (names,)
+    if not isinstance(names, list | tuple):
+        raise InvalidSpecError(f"{what} must be a list of module names, not {names!r}")
+    for name in names:
+        if not isinstance(name, str) or not _MODULE_RE.match(name):
+            raise InvalidSpecError(f"{what}: {name!r} is not a module name like 'pkg.module'")
+    return tuple(names)
+
+
 def _check_cwd(cwd: object) -> str | None:
     if cwd is None:
         return None
     if not isinstance(cwd, str | os.PathLike):
         raise InvalidSpecError(f"cwd must be a path, not {type(cwd).__name__}")
-    path = _check_text(os.fspath(cwd), "cwd")
+    path = check_text(os.fspath(cwd), "cwd")
     if not os.path.isdir(path):
         raise InvalidSpecError(f"cwd {path!r} is not a directory")
     return os.path.abspath(path)
@@ -83,10 +98,10 @@ def _check_env(env: object) -> dict[str, str] | None:
         raise InvalidSpecError(f"env must be a mapping of strings, not {type(env).__name__}")
     checked: dict[str, str] = {}
     for key, value in env.items():
-        name = _check_text(key, "an env name")
+        name = check_text(key, "an env name")
         if not name or "=" in name:
             raise InvalidSpecError(f"env name {name!r} is empty or contains '='")
-        checked[name] = _check_text(value, f"env value of {name}")
+        checked[name] = check_text(value, f"env value of {name}")
     return checked
 
 
@@ -104,7 +119,7 @@ def command_spec(command: Command) -> dict[str, Any]:
     if not isinstance(argv, list) or not argv:
         raise InvalidSpecError("argv must be a non-empty list of strings")
     for index, arg in enumerate(argv):
-        _check_text(arg, f"argv[{index}]")
+        check_text(arg, f"argv[{index}]")
     if not argv[0]:
         raise InvalidSpecError("argv[0] (the program) is empty")
     if command.shell:
@@ -218,7 +233,7 @@ def process_spec(process: Process) -> dict[str, Any]:
     names: set[str] = set()
     steps = []
     for name, step in pairs:
-        _check_text(name, "a step name")
+        check_text(name, "a step name")
         if not name:
             raise InvalidSpecError("a step name is empty")
         if name in names:

@@ -436,9 +436,18 @@ async def cmd_worker(args: argparse.Namespace) -> int:
 # -- parsing ----------------------------------------------------------------------------------
 
 
+def one_line(text: str) -> str:
+    """``text`` safe to print as one line on a terminal: control characters (line breaks,
+    escape sequences a process id or a file could carry) shown escaped."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message}", file=sys.stderr)
+        print(f"{self.prog}: {one_line(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -531,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(asyncio.run(args.handler(args)))
     except (AiobgprocError, CliError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"aiobgproc: {message}", file=sys.stderr)
+        print(f"aiobgproc: {one_line(message)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -539,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # never a traceback on a terminal: one line, and -v for details
         logging.getLogger("aiobgproc.cli").debug("unexpected error", exc_info=True)
-        print(f"aiobgproc: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"aiobgproc: unexpected {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

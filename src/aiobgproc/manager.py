@@ -61,6 +61,9 @@ class _Run:
             self.stop.set_result(reason)
 
 
+_MAX_LIMIT = 2**62
+
+
 class Manager:
     """Runs commands and step processes in the background, with state in a store.
 
@@ -115,10 +118,22 @@ class Manager:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise InvalidSpecError(f"{name} must be a whole number >= 1 or None")
+        for name, flag in (("run", run), ("warm", warm)):
+            if not isinstance(flag, bool) and not (name == "warm" and flag is None):
+                raise InvalidSpecError(f"{name} must be True or False, not {flag!r}")
+        if error_log is not None:
+            if not isinstance(error_log, str | os.PathLike):
+                raise InvalidSpecError(f"error_log must be a path or None, not {error_log!r}")
+            error_log = _spec.check_text(os.fspath(error_log), "error_log")
+        if python is not None and (not isinstance(python, str) or not python):
+            raise InvalidSpecError(f"python must be the path of an interpreter, not {python!r}")
+        if python is not None:
+            python = _spec.check_text(python, "python")
+        preload = _spec.check_module_names(preload, "preload")
         self._store: Store = open_store(store)
         self.concurrency = concurrency
-        self.runs_processes = bool(run)
-        self.error_log = os.fspath(error_log) if error_log is not None else None
+        self.runs_processes = run
+        self.error_log = error_log
         self.max_output_bytes = max_output_bytes
         self.grace_period = grace
         self.poll_interval = poll
@@ -388,6 +403,7 @@ class Manager:
         self._check_open()
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidSpecError(f"limit must be a whole number >= 1, not {limit!r}")
+        limit = min(limit, _MAX_LIMIT)  # more than any store holds: a store takes 64 bits
         statuses: list[Status] | None = None
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)

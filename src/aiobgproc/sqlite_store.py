@@ -49,6 +49,7 @@ SCHEMA_VERSION: Final = 1
 PAGE_SIZE: Final = 4096
 CACHE_KIB: Final = 8192
 CHECKPOINT_BYTES: Final = 16 << 20
+_MIN_DATABASE_BYTES: Final = 512  # the smallest SQLite page: a database is at least one
 BUSY_TIMEOUT_MS: Final = 30_000  # how long a write waits for another connection's lock
 
 _SCHEMA_V1: Final = """
@@ -146,6 +147,9 @@ def _check_path(path: Path) -> None:
     if path.exists():
         if not os.access(path, os.R_OK):
             raise StoreError(f"cannot read store {str(path)!r}: permission denied")
+        if 0 < path.stat().st_size < _MIN_DATABASE_BYTES:
+            # SQLite would take a file of a few bytes for an empty one and overwrite it.
+            raise StoreError(f"{str(path)!r} is not an aiobgproc store (not an SQLite file)")
         return
     _make_private_dirs(path.parent)
     if not os.access(path.parent, os.W_OK | os.X_OK):
@@ -340,7 +344,7 @@ class SQLiteStore(ClaimedUpdates):
                 raise StoreError(
                     f"{str(self.path)!r} is not an aiobgproc store (not an SQLite file)"
                 ) from None
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, sqlite3.Error | UnicodeDecodeError):  # the latter: damaged
                 raise StoreError(f"cannot open store {str(self.path)!r}: {exc}") from None
             raise
         self._db = db
@@ -456,7 +460,7 @@ class SQLiteStore(ClaimedUpdates):
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
                     raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeDecodeError) as exc:  # the latter: damaged text
                 raise StoreError(f"store {str(self.path)!r}: {exc}") from exc
         return await self._call(fn, *args)
 
