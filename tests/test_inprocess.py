@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 import aiobgproc
-from aiobgproc import InvalidSpecError, InvalidStateError, Process, Step
-from aiobgproc.inprocess import ProcessInterruptedError
+from aiobgproc import InvalidSpecError, InvalidStateError, Process, ProcessInterruptedError, Step
 
 STEPS = {
     "sync-function": Step("stepmods.basic:add", "a", 3),

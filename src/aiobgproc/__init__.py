@@ -23,12 +23,13 @@ if TYPE_CHECKING:
         AiobgprocError,
         InvalidSpecError,
         InvalidStateError,
+        ProcessInterruptedError,
         ProcessNotFoundError,
         StepOutputError,
         StoreError,
         WaitTimeoutError,
     )
-    from .inprocess import ProcessInterruptedError, execute_steps, run_steps
+    from .inprocess import execute_steps, run_steps
     from .manager import Manager
     from .models import (
         TERMINAL_STATUSES,
@@ -54,7 +55,7 @@ _WHERE = {
     "Manager": "manager",
     "Process": "models",
     "ProcessInfo": "models",
-    "ProcessInterruptedError": "inprocess",
+    "ProcessInterruptedError": "errors",
     "ProcessNotFoundError": "errors",
     "Status": "models",
     "Step": "models",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from . import _clock, _host, _tree
+from .errors import ErrorType
 from .models import Status
 from .store import ManagerRecord, ProcessRecord, Store
 
@@ -86,7 +87,7 @@ async def recover(
                 claim,
                 Status.ERROR,
                 _clock.wall(),
-                error={"type": "ManagerLostError", "message": message, "traceback": None},
+                error={"type": ErrorType.MANAGER_LOST, "message": message, "traceback": None},
             )
         elif max_attempts is not None and record.attempts >= max_attempts:
             message = f"gave up after {record.attempts} attempts (its manager was lost each time)"
@@ -95,7 +96,7 @@ async def recover(
                 Status.ERROR,
                 _clock.wall(),
                 error={
-                    "type": "ManagerLostError",
+                    "type": ErrorType.MANAGER_LOST,
                     "message": message,
                     "traceback": None,
                     "step": record.step,

@@ -24,6 +24,7 @@ from ._channel import ExecutorChannel, FrameError
 from ._faults import fault
 from ._output import OutputRecorder
 from ._warm import Zygote
+from .errors import ErrorType
 from .models import Status
 from .store import ProcessRecord, Store
 
@@ -153,7 +154,7 @@ class _Runner:
     async def _timed_out(self) -> Outcome:
         message = f"timed out after {self.record.timeout:g} s"
         return await self._finish(
-            Status.TIMEOUT, message, error=_error("TimeoutError", message, self.current_step)
+            Status.TIMEOUT, message, error=_error(ErrorType.TIMEOUT, message, self.current_step)
         )
 
     @property
@@ -207,7 +208,7 @@ class CommandRunner(_Runner):
     async def _on_closing(self) -> Outcome:
         message = "the manager was closed while the command was running; a command cannot resume"
         return await self._finish(
-            Status.ERROR, message, error=_error("ManagerClosedError", message)
+            Status.ERROR, message, error=_error(ErrorType.MANAGER_CLOSED, message)
         )
 
     async def run(self) -> Outcome:
@@ -258,7 +259,7 @@ class CommandRunner(_Runner):
             message,
             output=output,
             exit_code=returncode,
-            error=_error("CommandError", message),
+            error=_error(ErrorType.COMMAND, message),
         )
 
 
@@ -432,7 +433,7 @@ class StepsRunner(_Runner):
             # Not ours to decode any further: stop the executor, record the step's error.
             garbled = True
             text = f"the executor sent an unreadable frame during step {self._step!r}: {exc}"
-            error = _error("ExecutorProtocolError", text, self._step)
+            error = _error(ErrorType.EXECUTOR_PROTOCOL, text, self._step)
             self._ending = lambda: self._finish(Status.ERROR, text, error=error)
         except BaseException:
             await asyncio.shield(self._end_child(child, exited=False))
@@ -458,7 +459,7 @@ class StepsRunner(_Runner):
             Status.ERROR,
             message,
             exit_code=returncode,
-            error=_error("ExecutorDiedError", message, self._step),
+            error=_error(ErrorType.EXECUTOR_DIED, message, self._step),
         )
 
     async def _converse(self, child: _spawn.Child, channel: ExecutorChannel) -> bool:
@@ -544,7 +545,7 @@ class StepsRunner(_Runner):
                 json.dumps(output, allow_nan=False)
             except (ValueError, TypeError) as exc:
                 text = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
-                error = _error("StepOutputError", text, name)
+                error = _error(ErrorType.STEP_OUTPUT, text, name)
                 self._ending = lambda: self._finish(Status.ERROR, text, error=error)
                 await _send(channel, ("exit",))
                 return

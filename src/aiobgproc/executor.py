@@ -18,7 +18,7 @@ import sys
 
 from . import _protocol, steps
 from ._stepcall import call_step, resolve, step_output
-from .errors import StepOutputError
+from .errors import ErrorType, StepOutputError
 
 TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _report_error(channel: Channel, index: int, name: str, exc: BaseException) -
 
     text = "".join(traceback.format_exception(exc))
     if isinstance(exc, StepOutputError):
-        kind, message = "StepOutputError", str(exc)
+        kind, message = ErrorType.STEP_OUTPUT, str(exc)
     else:
         kind = type(exc).__name__  # the module is in the traceback
         message = str(exc)

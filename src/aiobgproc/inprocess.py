@@ -7,22 +7,10 @@ from typing import Any, Literal
 
 from . import _spec
 from ._stepcall import await_it, invoke, resolve, step_output
-from .errors import InvalidStateError
+from .errors import ProcessInterruptedError
 from .models import Process, Step
 
 OnInterrupt = Literal["raise", "continue"]
-
-
-class ProcessInterruptedError(InvalidStateError):
-    """``execute_steps``/``run_steps`` reached a step that pauses the process."""
-
-    def __init__(self, step: str, output: dict[str, Any]) -> None:
-        super().__init__(
-            f"step {step!r} interrupts the process; run it with a Manager to pause and"
-            " proceed, or pass on_interrupt='continue'"
-        )
-        self.step = step
-        self.output = output
 
 
 def _steps(steps: Process | Mapping[str, Step] | Sequence[Step]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from ._location import open_store
 from ._recovery import recover
 from ._runner import CommandRunner, RunContext, StepsRunner, StopReason
 from .errors import (
+    ErrorType,
     InvalidSpecError,
     InvalidStateError,
     ProcessNotFoundError,
@@ -622,8 +623,7 @@ class Manager:
             empty = burst and await self._queue_is_empty()
             # A claim in flight may be taking what the query saw: let it land (its processes
             # are launched the moment it returns), then judge.
-            while self._claiming:
-                await asyncio.sleep(0.001)
+            await self._claim_idle.wait()
             if not self._runs and (self.exhausted or empty):
                 return
             await self._changes.wait(event, _RECHECK)
@@ -653,9 +653,9 @@ class Manager:
             extra={"process_id": record.id},
         )
         runner = (
-            CommandRunner(self._context, record, run.stop, self._flushed)
+            CommandRunner(self._context, record, run.stop, self._changed)
             if record.kind == "command"
-            else StepsRunner(self._context, record, run.stop, self._flushed, self._progressed)
+            else StepsRunner(self._context, record, run.stop, self._changed, self._changed)
         )
         try:
             outcome = await runner.run()
@@ -674,7 +674,7 @@ class Manager:
                     run.claim,
                     Status.ERROR,
                     _clock.wall(),
-                    error={"type": "InternalError", "message": message, "traceback": None},
+                    error={"type": ErrorType.INTERNAL, "message": message, "traceback": None},
                 )
         finally:
             if self._runs.get(record.id) is run:
@@ -684,10 +684,8 @@ class Manager:
             self._changes.notify(_QUEUE)
             self._changes.notify(_IDLE)
 
-    def _flushed(self, process_id: str) -> None:
-        self._changes.notify(process_id)
-
-    def _progressed(self, process_id: str) -> None:
+    def _changed(self, process_id: str) -> None:
+        """A runner stored something new of the process (output, progress, a step)."""
         self._changes.notify(process_id)
 
     async def _watch(self) -> None:
