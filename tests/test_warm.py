@@ -17,7 +17,7 @@ WAIT = 30.0
 
 def _is_zygote(proc: psutil.Process) -> bool:
     try:
-        return "aiobgproc._zygote" in " ".join(proc.cmdline()) and proc.status() != "zombie"
+        return "aiobgproc._child.zygote" in " ".join(proc.cmdline()) and proc.status() != "zombie"
     except psutil.Error:
         return False
 

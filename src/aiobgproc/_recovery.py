@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 
-from . import _clock, _host, _tree
+from . import _clock
+from ._os import host as _host
+from ._os import tree as _tree
 from .errors import ErrorType
 from .models import Status
 from .store import ManagerRecord, ProcessRecord, Store

@@ -11,19 +11,21 @@ import contextlib
 import json
 import logging
 import marshal
-import os
 import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _clock, _spawn, _spec, _tree
-from ._channel import ExecutorChannel, FrameError
+from . import _clock, _spec
 from ._faults import fault
+from ._os import boot as _boot
+from ._os import spawn as _spawn
+from ._os import tree as _tree
+from ._os.guard import Guard
+from ._os.zygote import Zygote
 from ._output import OutputRecorder
-from ._warm import Zygote
+from ._wire.channel import ExecutorChannel, FrameError
 from .errors import ErrorType
 from .models import Status
 from .store import ProcessRecord, Store
@@ -35,11 +37,6 @@ ATTEMPT_VARIABLE = "AIOBGPROC_ATTEMPT"
 StopReason = Literal["cancelled", "closing", "lost"]
 _DRAIN_TIMEOUT = 0.5  # after the child exits, how long to wait for its pipe to close
 _PROGRESS_INTERVAL = 0.05  # progress is written at most this often
-_EXECUTOR_BOOT = (
-    "import sys;sys.path.insert(0,sys.argv[1]);"
-    "from aiobgproc.executor import main;sys.exit(main(sys.argv[2:]))"
-)
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +48,7 @@ class RunContext:
     grace_period: float
     max_output_bytes: int | None
     python: str | None = None
-    guard: _spawn.Guard | None = None
+    guard: Guard | None = None
     zygote: Zygote | None = None
 
 
@@ -66,7 +63,7 @@ def executor_argv(python: str | None, fd: int) -> list[str]:
     """The executor's command line: -I skips PYTHON* variables and the user site (the
     manager's sys.path is sent with the job). ``site`` still runs: .pth import hooks (e.g.
     editable installs) must work in the executor as they do in the manager."""
-    return [python or sys.executable, "-I", "-c", _EXECUTOR_BOOT, _PACKAGE_ROOT, str(fd)]
+    return _boot.child_argv(python, "executor", [str(fd)])
 
 
 def describe_exit(returncode: int) -> str:

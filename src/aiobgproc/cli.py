@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, NoReturn, TextIO
 
-from . import _clock, _host, _location
+from . import _clock, _location
+from ._os import host as _host
 from ._recovery import manager_alive
 from .errors import AiobgprocError, WaitTimeoutError
 from .manager import Manager

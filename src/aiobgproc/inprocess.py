@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from . import _spec
-from ._stepcall import await_it, invoke, resolve, step_output
+from ._child.stepcall import await_it, invoke, resolve, step_output
 from .errors import ProcessInterruptedError
 from .models import Process, Step
 

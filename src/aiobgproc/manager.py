@@ -14,11 +14,15 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
-from . import _clock, _host, _spawn, _spec, _tree, _warm
+from . import _clock, _spec
 from ._changes import Changes
 from ._errorlog import append_error_block
 from ._faults import fault
 from ._location import open_store
+from ._os import host as _host
+from ._os import tree as _tree
+from ._os import zygote as _warm
+from ._os.guard import Guard
 from ._recovery import recover
 from ._runner import CommandRunner, RunContext, StepsRunner, StopReason
 from .errors import (
@@ -149,7 +153,7 @@ class Manager:
         self._zygote: _warm.Zygote | None = None
         self.jobs_claimed = 0
         self.id = uuid.uuid4().hex
-        self._guard: _spawn.Guard | None = None
+        self._guard: Guard | None = None
         self._context = RunContext(self._store, self.id, grace, max_output_bytes, python)
         self._changes = Changes()
         self._claiming = False
@@ -189,7 +193,7 @@ class Manager:
                     grace_period=self.grace_period,
                     max_attempts=self.max_attempts,
                 )
-                self._guard = _spawn.Guard(self.python)
+                self._guard = Guard(self.python)
                 await self._guard.start()
                 if self.warm:
                     self._zygote = _warm.Zygote(self.python, self.preload)

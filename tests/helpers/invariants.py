@@ -24,12 +24,12 @@ from typing import Any
 
 import psutil
 
-from aiobgproc import _host
+from aiobgproc._os import host as _host
 from helpers.storedb import is_postgres, query_many
 
 TAG = "AIOBGPROC_PROCESS_ID"
 RUN_MARK = "AIOBGPROC_TEST_RUN"  # set by conftest.py for this test run, inherited by children
-INTERNALS = ("aiobgproc.executor", "aiobgproc._zygote", "aiobgproc._guard")
+INTERNALS = ("aiobgproc._child.executor", "aiobgproc._child.zygote", "aiobgproc._child.guard")
 TERMINAL = frozenset({"finished", "error", "cancelled", "timeout"})
 AT_REST = TERMINAL | {"queued", "interrupted"}
 

@@ -178,7 +178,7 @@ def guards_of(os_pid: int) -> list[psutil.Process]:
     try:
         for child in psutil.Process(os_pid).children():
             try:
-                if "aiobgproc._guard" in " ".join(child.cmdline()):
+                if "aiobgproc._child.guard" in " ".join(child.cmdline()):
                     found.append(child)
             except psutil.Error:
                 continue
@@ -239,6 +239,6 @@ def descendants(os_pid: int) -> list[psutil.Process]:
 
 def is_guard(proc: psutil.Process) -> bool:
     try:
-        return "aiobgproc._guard" in " ".join(proc.cmdline())
+        return "aiobgproc._child.guard" in " ".join(proc.cmdline())
     except psutil.Error:
         return False

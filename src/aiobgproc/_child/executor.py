@@ -16,9 +16,10 @@ import marshal
 import os
 import sys
 
-from . import _protocol, steps
-from ._stepcall import call_step, resolve, step_output
-from .errors import ErrorType, StepOutputError
+from .. import steps
+from .._wire import frames as _protocol
+from ..errors import ErrorType, StepOutputError
+from .stepcall import call_step, resolve, step_output
 
 TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:

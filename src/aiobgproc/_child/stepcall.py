@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 import math
 
-from . import steps
-from .errors import StepOutputError
+from .. import steps
+from ..errors import StepOutputError
 
 TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:

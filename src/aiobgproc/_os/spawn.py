@@ -17,13 +17,14 @@ import fcntl
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from . import _clock, _pidtime, _tree
-from ._warm import Zygote
+from .. import _clock
+from . import pidtime as _pidtime
+from . import tree as _tree
+from .zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -292,63 +293,3 @@ async def wait_exit(child: Child, timeout: float | None) -> int | None:
     ended = exit_future(child.process)
     done, _ = await asyncio.wait({ended}, timeout=timeout)  # never cancels ``ended``
     return ended.result() if done else None
-
-
-_GUARD_BOOT = (
-    "import sys;sys.path[:0]=[p for p in sys.argv[1:] if p];"
-    "from aiobgproc._guard import main;sys.exit(main())"
-)
-
-
-class Guard:
-    """The manager's side of its guard process (see _guard.py): tells it which children to
-    kill should the manager die."""
-
-    def __init__(self, python: str | None = None) -> None:
-        self._python = python or sys.executable
-        self._process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            self._python,
-            "-I",
-            "-S",
-            "-c",
-            _GUARD_BOOT,
-            *sys.path,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    @property
-    def os_pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    def _send(self, line: str) -> None:
-        process = self._process
-        if process is None or process.returncode is not None or process.stdin is None:
-            return
-        if process.stdin.is_closing():
-            return
-        process.stdin.write(line.encode())
-
-    def watch(self, os_pid: int, started: float | None, tag: str) -> None:
-        if started is not None:
-            self._send(f"watch {os_pid} {started!r} {tag}\n")
-
-    def forget(self, os_pid: int) -> None:
-        self._send(f"forget {os_pid}\n")
-
-    async def close(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 5.0)
-        except TimeoutError:
-            process.kill()
-            await asyncio.wait_for(process.wait(), 5.0)

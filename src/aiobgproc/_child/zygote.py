@@ -31,7 +31,9 @@ import socket
 import sys
 import time
 
-from . import _protocol, executor, steps
+from .. import steps
+from .._wire import frames as _protocol
+from . import executor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -176,7 +178,9 @@ def _warm_up(rounds: int = 50) -> None:
         os.environ.pop("AIOBGPROC_WARM_UP", None)
 
 
-def main(control_fd: int, preload: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    """``argv``: the control socket's fd, then the modules to preload."""
+    control_fd, preload = int(argv[0]), argv[1:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     control = socket.socket(fileno=control_fd)
     for name in preload:
@@ -249,4 +253,4 @@ def _serve(control: socket.socket, poller: Any, children: dict[int, int], devnul
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), [name for name in sys.argv[2].split(",") if name]))
+    sys.exit(main(sys.argv[1:]))

@@ -13,7 +13,7 @@ import time
 
 import psutil
 
-from . import _clock
+from .. import _clock
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _BOOT_TIME_TTL = 1.0

@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import psutil
 
-from . import _clock, _pidtime
+from .. import _clock
+from . import pidtime as _pidtime
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .boot import child_argv
+
 log = logging.getLogger(__name__)
 
-_BOOT = (
-    "import sys;sys.path[:0]=[p for p in sys.argv[3:] if p];"
-    "from aiobgproc._zygote import main;"
-    "sys.exit(main(int(sys.argv[1]),[n for n in sys.argv[2].split(',') if n]))"
-)
 _UNKNOWN_EXIT = 255  # the zygote died before it could report a child's exit status
 
 
@@ -118,14 +115,11 @@ class Zygote:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             ours.setblocking(False)
             try:
+                argv = child_argv(
+                    self._python, "zygote", [str(theirs.fileno()), *self._preload], path=sys.path
+                )
                 self._process = await asyncio.create_subprocess_exec(
-                    self._python,
-                    "-I",
-                    "-c",
-                    _BOOT,
-                    str(theirs.fileno()),
-                    ",".join(self._preload),
-                    *sys.path,
+                    *argv,
                     pass_fds=(theirs.fileno(),),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,

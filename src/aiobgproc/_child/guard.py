@@ -27,7 +27,7 @@ def kill_all(watched: dict[int, tuple[float, str]]) -> None:
     """SIGTERM every process of every watched child, SIGKILL what is left after a second."""
     import psutil
 
-    from ._tree import find_tree  # only now: a guard that never has to kill stays small
+    from .._os.tree import find_tree  # only now: a guard that never has to kill stays small
 
     def collect() -> list[Any]:
         procs: dict[int, Any] = {}
@@ -62,7 +62,8 @@ def kill_all(watched: dict[int, tuple[float, str]]) -> None:
             pass
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Read ``watch``/``forget`` lines until EOF (``argv``: none)."""
     # Our own session: a Ctrl-C or a kill of the manager's process group must not take the
     # guard down before it has done its job.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -12,7 +12,7 @@ import socket
 from collections import deque
 from typing import Any
 
-from . import _protocol
+from . import frames as _protocol
 
 
 class FrameError(Exception):
