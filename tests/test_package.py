@@ -37,7 +37,8 @@ LAYER = {
     "_os.zygote": 2,
     "_os.guard": 2,
     "_os.spawn": 3,
-    "_wire.channel": 2,
+    "_wire.messages": 2,
+    "_wire.channel": 3,
     # storage
     "store": 1,
     "_aiosqlite": 1,

@@ -25,7 +25,9 @@ from ._os import tree as _tree
 from ._os.guard import Guard
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
-from ._wire.channel import ExecutorChannel, FrameError
+from ._wire import frames
+from ._wire.channel import ExecutorChannel
+from ._wire.messages import Done, Failed, FrameError, Progress, Start, parse
 from .errors import ErrorType
 from .models import Status
 from .store import ProcessRecord, Store
@@ -386,11 +388,11 @@ class StepsRunner(_Runner):
     def _begin(self, child: _spawn.Child, zygote: Zygote | None) -> tuple[Any, ...]:
         """The frame that lets the executor begin: its job, unless it was forked with it."""
         if zygote is None:
-            return ("job", self._job())
+            return frames.job(self._job())
         if getattr(child.process, "has_job", False):
-            return ("go",)
+            return frames.go()
         changed, removed = zygote.environ_difference(self._env())
-        return ("run", changed, removed, self.record.spec.get("cwd"), self._job())
+        return frames.run(changed, removed, self.record.spec.get("cwd"), self._job())
 
     async def run(self) -> Outcome:
         recorder = await self._recorder()
@@ -515,64 +517,56 @@ class StepsRunner(_Runner):
             self._on_progress(self.record.id)
 
     async def _handle(self, frame: tuple[Any, ...], channel: ExecutorChannel) -> None:
-        kind = frame[0]
-        if kind == "progress":
-            self._pending_progress = (float(frame[1]), frame[2])
-            await self._flush_progress(force=False)
-            return
-        if kind == "start":
-            self._pending_progress = None
-            self._step = frame[2]
-            if (frame[1], frame[2]) != self._announced:
-                await self.store.start_step(self.claim, frame[1], frame[2])
-                self._on_progress(self.record.id)
-            # else: recorded with the pid already; nothing changed, nobody to wake.
-            self._announced = None
-            return
-        if kind == "error":
-            _, index, name, error_type, message, tb = frame
-            text = f"step {name!r} failed: {error_type}: {message}"
-            error = _error(error_type, message, name, tb)
-            self._ending = lambda: self._finish(Status.ERROR, text, error=error)
-            return
-        if kind in ("done", "interrupt"):
-            _, index, name, payload = frame
-            try:
-                output = marshal.loads(payload)
-                json.dumps(output, allow_nan=False)
-            except (ValueError, TypeError) as exc:
-                text = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
-                error = _error(ErrorType.STEP_OUTPUT, text, name)
+        match parse(frame):
+            case Progress(fraction, message):
+                self._pending_progress = (fraction, message)
+                await self._flush_progress(force=False)
+            case Start(index, name):
+                self._pending_progress = None
+                self._step = name
+                if (index, name) != self._announced:
+                    await self.store.start_step(self.claim, index, name)
+                    self._on_progress(self.record.id)
+                # else: recorded with the pid already; nothing changed, nobody to wake.
+                self._announced = None
+            case Failed(_, name, error_type, message, tb):
+                text = f"step {name!r} failed: {error_type}: {message}"
+                error = _error(error_type, message, name, tb)
                 self._ending = lambda: self._finish(Status.ERROR, text, error=error)
-                await _send(channel, ("exit",))
-                return
-            await self._flush_progress(force=True)
-            if kind == "interrupt":
-                self._ending = lambda: self._pause(index, name, output)
-                return
-            if index + 1 >= len(self.record.spec["steps"]):
-                # Recorded once the executor is gone and its output is all stored, so
-                # whoever sees "finished" also sees the complete output log. The executor
-                # exits after its last step without waiting for a word from us.
-                self._ending = lambda: self._commit_last(index, name, output)
-                return
-            fault("before_step_commit")
-            recorded = await self.store.commit_step(
-                self.claim, index, name, output, _clock.wall(), final=False
-            )
-            if not recorded:
-                self._ending = self._lost
-                await _send(channel, ("exit",))
-                return
-            self._on_change(self.record.id)
-            await _send(channel, ("ack",))
+            case Done() as done:
+                await self._done(done, channel)
+
+    async def _done(self, done: Done, channel: ExecutorChannel) -> None:
+        index, name = done.index, done.name
+        try:
+            output = marshal.loads(done.output)
+            json.dumps(output, allow_nan=False)
+        except (ValueError, TypeError) as exc:
+            text = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
+            error = _error(ErrorType.STEP_OUTPUT, text, name)
+            self._ending = lambda: self._finish(Status.ERROR, text, error=error)
+            await _send(channel, frames.exit_now())
             return
-        log.warning(
-            "process %s: unknown executor frame %r",
-            self.record.id,
-            kind,
-            extra={"process_id": self.record.id},
+        await self._flush_progress(force=True)
+        if done.pause:
+            self._ending = lambda: self._pause(index, name, output)
+            return
+        if index + 1 >= len(self.record.spec["steps"]):
+            # Recorded once the executor is gone and its output is all stored, so whoever
+            # sees "finished" also sees the complete output log. The executor exits after
+            # its last step without waiting for a word from us.
+            self._ending = lambda: self._commit_last(index, name, output)
+            return
+        fault("before_step_commit")
+        recorded = await self.store.commit_step(
+            self.claim, index, name, output, _clock.wall(), final=False
         )
+        if not recorded:
+            self._ending = self._lost
+            await _send(channel, frames.exit_now())
+            return
+        self._on_change(self.record.id)
+        await _send(channel, frames.ack())
 
 
 async def _send(channel: ExecutorChannel, message: tuple[Any, ...]) -> None:

@@ -32,7 +32,7 @@ class Channel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def send(self, *message: Any) -> None:
+    def send(self, message: tuple[Any, ...]) -> None:
         data = _protocol.encode(message)
         view = memoryview(data)
         while view:
@@ -73,18 +73,20 @@ def _report_error(channel: Channel, index: int, name: str, exc: BaseException) -
         message = str(exc)
     print(text, file=sys.stderr, end="")
     _flush_streams()
-    channel.send("error", index, name, kind, message, text)
+    channel.send(_protocol.error(index, name, kind, message, text))
 
 
 def run_job(channel: Channel, job: dict[str, Any]) -> None:
     data: dict[str, Any] = job["input"] or {}
     all_steps: list[dict[str, Any]] = job["steps"]
-    steps.set_progress_sink(lambda fraction, message: channel.send("progress", fraction, message))
+    steps.set_progress_sink(
+        lambda fraction, message: channel.send(_protocol.progress(fraction, message))
+    )
     for index in range(job["start"], len(all_steps)):
         spec = all_steps[index]
         name = spec["name"]
         if index != job["start"]:  # the manager recorded the first one with our pid
-            channel.send("start", index, name)
+            channel.send(_protocol.start(index, name))
         try:
             target = resolve(spec["target"])
             result, interrupting = call_step(target, spec["args"], spec["kwargs"], data)
@@ -95,13 +97,13 @@ def run_job(channel: Channel, job: dict[str, Any]) -> None:
             return
         _flush_streams()
         if interrupting or interrupt or spec.get("interrupt"):
-            channel.send("interrupt", index, name, payload)
+            channel.send(_protocol.interrupt(index, name, payload))
             return
-        channel.send("done", index, name, payload)
+        channel.send(_protocol.done(index, name, payload))
         if index + 1 == len(all_steps):
             return  # the last one: the manager expects no more of us
         reply = channel.receive()
-        if reply[0] != "ack":
+        if reply[0] != _protocol.ACK:
             return  # the manager wants us gone (cancelled, or it lost the process)
         data = output
 
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         message = channel.receive()
     except (EOFError, OSError):
         return 3  # the manager went away (or gave up on this run) before it began
-    if message[0] != "job":
+    if message[0] != _protocol.JOB:
         return 2
     return run(channel, message[1])
 

@@ -121,9 +121,9 @@ def _child(
         # the job came with the request, else ("run", ...) with what was too big for it.
         channel = executor.Channel(channel_fd)
         message = channel.receive()
-        if job is None and message[0] == "run":
+        if job is None and message[0] == _protocol.RUN:
             _, changed, removed, cwd, job = message
-        elif job is None or message[0] != "go":
+        elif job is None or message[0] != _protocol.GO:
             os._exit(2)
         _set_environ(changed, removed)
         if cwd:
@@ -162,7 +162,7 @@ def _warm_up(rounds: int = 50) -> None:
             "start": 0,
             "input": {"warm": True},
         }
-        go = _protocol.encode(("go",))
+        go = _protocol.encode(_protocol.go())
         for _ in range(rounds):
             ours.sendall(go)
             channel.receive()

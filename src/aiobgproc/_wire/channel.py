@@ -13,11 +13,7 @@ from collections import deque
 from typing import Any
 
 from . import frames as _protocol
-
-
-class FrameError(Exception):
-    """The executor sent something that is not a frame (a step wrote to the channel, say)."""
-
+from .messages import FrameError
 
 _READ_SIZE = 1 << 20
 _MAX_QUEUED = 256  # frames parsed but not yet handled: stop reading beyond this

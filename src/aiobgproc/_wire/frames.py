@@ -1,15 +1,9 @@
-"""Frames between the manager and an executor, on a socket pair of their own.
+"""Executor frames: a 4-byte big-endian length and a ``marshal`` payload, a tuple whose
+first item names the message (the whole conversation is in aiobgproc._wire's docstring).
 
-A frame is a 4-byte big-endian length and a ``marshal`` payload (a tuple whose first item
-names the message). marshal is built in, so the executor imports nothing to speak it; the
-manager checks every value a step returns with strict JSON before storing it.
-
-Manager → executor: ("job", {...}) — or ("go",) to an executor forked with its job —
-sent once the executor's pid is recorded; ("ack",) after a step's "done" (but the last
-step's: the executor then exits without waiting); ("exit",)
-Executor → manager: ("start", index, name) for each step but the first (the manager
-recorded that one with the pid), ("progress", fraction, message), ("done", index, output),
-("interrupt", index, output), ("error", index, type, message, traceback)
+Plain functions build each frame, on both sides; the manager reads what the executor sends
+with ``_wire.messages.parse``. marshal is built in and this module imports nothing else, so
+the executor speaks it without any import cost.
 """
 
 from __future__ import annotations
@@ -23,6 +17,19 @@ if TYPE_CHECKING:
 HEADER = 4
 MAX_FRAME = 1 << 30
 
+# manager -> executor
+JOB = "job"
+GO = "go"
+RUN = "run"
+ACK = "ack"
+EXIT = "exit"
+# executor -> manager
+START = "start"
+PROGRESS = "progress"
+DONE = "done"
+INTERRUPT = "interrupt"
+ERROR = "error"
+
 
 def encode(message: tuple[Any, ...]) -> bytes:
     payload = marshal.dumps(message)
@@ -34,3 +41,62 @@ def decode(payload: bytes) -> tuple[Any, ...]:
     if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
         raise ValueError("malformed frame")
     return message
+
+
+# -- manager -> executor ---------------------------------------------------------------------
+
+
+def job(spec: dict[str, Any]) -> tuple[Any, ...]:
+    """Begin: the job of a spawned executor (process id, attempt, sys.path, steps, the step
+    to start at, the input)."""
+    return (JOB, spec)
+
+
+def go() -> tuple[Any, ...]:
+    """Begin: to an executor forked with its job."""
+    return (GO,)
+
+
+def run(
+    changed: dict[str, str], removed: list[str], cwd: str | None, spec: dict[str, Any]
+) -> tuple[Any, ...]:
+    """Begin: to an executor forked without its job (too big for the fork request); its
+    environment as a difference from the warm executor's, its directory, the job."""
+    return (RUN, changed, removed, cwd, spec)
+
+
+def ack() -> tuple[Any, ...]:
+    """A step's output is committed: go on with the next step."""
+    return (ACK,)
+
+
+def exit_now() -> tuple[Any, ...]:
+    """Stop at once (the step's output could not be stored, or the claim was lost)."""
+    return (EXIT,)
+
+
+# -- executor -> manager ---------------------------------------------------------------------
+
+
+def start(index: int, name: str) -> tuple[Any, ...]:
+    """Step ``index`` begins (not sent for the first one: the manager recorded it)."""
+    return (START, index, name)
+
+
+def progress(fraction: float, message: str | None) -> tuple[Any, ...]:
+    return (PROGRESS, fraction, message)
+
+
+def done(index: int, name: str, output: bytes) -> tuple[Any, ...]:
+    """Step ``index`` returned ``output`` (marshal bytes of its dict)."""
+    return (DONE, index, name, output)
+
+
+def interrupt(index: int, name: str, output: bytes) -> tuple[Any, ...]:
+    """Step ``index`` returned ``output`` and the process pauses."""
+    return (INTERRUPT, index, name, output)
+
+
+def error(index: int, name: str, error_type: str, message: str, traceback: str) -> tuple[Any, ...]:
+    """Step ``index`` raised."""
+    return (ERROR, index, name, error_type, message, traceback)

@@ -1,0 +1,63 @@
+"""The executor frames: what each side builds, and what the manager accepts."""
+
+from __future__ import annotations
+
+import marshal
+from typing import Any
+
+import pytest
+
+from aiobgproc._wire import frames
+from aiobgproc._wire.messages import Done, Failed, FrameError, Progress, Start, parse
+
+
+def roundtrip(frame: tuple[Any, ...]) -> tuple[Any, ...]:
+    data = frames.encode(frame)
+    assert int.from_bytes(data[: frames.HEADER], "big") == len(data) - frames.HEADER
+    return frames.decode(data[frames.HEADER :])
+
+
+def test_every_executor_frame_parses_to_its_message() -> None:
+    output = marshal.dumps({"a": 1})
+    assert parse(roundtrip(frames.start(2, "b"))) == Start(2, "b")
+    assert parse(roundtrip(frames.progress(0.5, "half"))) == Progress(0.5, "half")
+    assert parse(roundtrip(frames.done(1, "a", output))) == Done(1, "a", output, pause=False)
+    assert parse(roundtrip(frames.interrupt(1, "a", output))) == Done(1, "a", output, pause=True)
+    failed = parse(roundtrip(frames.error(0, "a", "KeyError", "'x'", "Traceback ...")))
+    assert failed == Failed(0, "a", "KeyError", "'x'", "Traceback ...")
+
+
+def test_manager_frames_name_their_kind() -> None:
+    assert roundtrip(frames.job({"x": 1})) == ("job", {"x": 1})
+    assert roundtrip(frames.go()) == ("go",)
+    assert roundtrip(frames.run({"A": "1"}, ["B"], None, {})) == (
+        "run",
+        {"A": "1"},
+        ["B"],
+        None,
+        {},
+    )
+    assert roundtrip(frames.ack()) == ("ack",)
+    assert roundtrip(frames.exit_now()) == ("exit",)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        ("start", "one", "a"),  # not an index
+        ("start", True, "a"),
+        ("start", 1),  # too short
+        ("done", 1, "a", "not bytes"),
+        ("progress", "half", None),
+        ("error", 1, "a"),
+        ("hello",),
+    ],
+)
+def test_a_frame_the_executor_does_not_send_is_refused(frame: tuple[Any, ...]) -> None:
+    with pytest.raises(FrameError):
+        parse(frame)
+
+
+def test_garbage_does_not_decode() -> None:
+    with pytest.raises(ValueError, match="malformed"):
+        frames.decode(marshal.dumps([1, 2]))
