@@ -5,13 +5,15 @@ The store is filled through the public API alone, oldest first:
 
 - the bulk (all but the newest ``b5_run``): ``Command(["true"])`` started by a
   ``Manager(run=False)``, which runs nothing, and cancelled while queued, one in 50 left
-  ``queued``: terminal history and a small backlog, at ~12,000 rows/s on SQLite (16 at once);
+  ``queued``: terminal history and a small backlog, ~10,000 a second on SQLite (16 at once);
 - the newest ``b5_run`` (20,000 in full mode, 5,000 in quick, 300 in smoke) run for real by
   a Manager at concurrency 32: ``true`` (``finished``), one in ten ``false`` (``error``).
 
 info() reads a random one of all the rows; list(status="finished") pages the newest finished
 processes, which lie among the newest rows as in a store whose history is mostly finished.
-Filling takes ~25 s in full mode on a 2-core machine with SQLite (~2 minutes on PostgreSQL).
+Filling takes ~25 s in full mode on a 2-core machine with SQLite, ~2 minutes on PostgreSQL
+(docs/benchmarks.md). Before the benchmarks were split into modules, B5 inserted its rows
+into the store's tables directly.
 """
 
 from __future__ import annotations
