@@ -3,6 +3,7 @@ scripts, not tests)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import subprocess
@@ -38,6 +39,8 @@ KEYS = (
     "b6_median_ms",
     "b6_p95_ms",
 )
+INTERNALS_MEASURED = {"executor_startup.py"}
+"""Scripts that time aiobgproc's internals themselves (the executor's own start-up)."""
 HUEY_KEYS = (
     "b3_ratio_vs_huey",
     "b3_ratio_vs_huey_inproc",
@@ -76,3 +79,18 @@ def test_smoke_run_prints_one_json_object_with_every_figure(tmp_path: Path) -> N
     if huey_missing:
         assert "huey is not importable" in stderr
     assert figures["b5_rows"] > 0
+
+
+def test_benchmarks_use_only_the_public_api() -> None:
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        if path.name in INTERNALS_MEASURED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module is not None:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith("aiobgproc."), f"{path.name}:{node.lineno} {name}"

@@ -1,0 +1,202 @@
+"""B4 output: ``head -c N /dev/zero`` through a Manager with ``max_output_bytes=None``, MB/s
+into the store vs a raw asyncio pipe read, and the peak RSS growth of the manager's process
+(run in a fresh subprocess: ``python -m benchmarks.b4_output``, so the RSS is its own).
+
+On SQLite it also reports the ceiling any design that keeps output in SQLite pays: plain
+sqlite3 storing the same bytes as 1 MiB BLOBs with the store's settings
+(``b4_sqlite_ceiling_mb_s``); on PostgreSQL, what the output takes on disk
+(``b4_pg_stored_mb``: TOAST compresses the zeros).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import psutil
+
+from aiobgproc import Command, Manager
+from benchmarks.harness import (
+    LOOPS,
+    MIB,
+    BenchError,
+    Benchmark,
+    Context,
+    blocking,
+    check_ended,
+    child_env,
+    interrupt_on_sigterm,
+    loop_name,
+    ratio,
+    run_loop,
+    set_loop,
+)
+from benchmarks.stores import PostgresStores, is_postgres, sqlite_path
+
+
+class RssSampler:
+    """Samples this process's RSS every ``interval`` seconds, in a thread, and keeps the peak."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self._interval = interval
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak = 0
+
+    def rss(self) -> int:
+        return int(self._process.memory_info().rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> RssSampler:
+        self.peak = self.rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+async def _raw_pipe(nbytes: int) -> float:
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        "head",
+        "-c",
+        str(nbytes),
+        "/dev/zero",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    received = 0
+    while chunk := await proc.stdout.read(1 << 20):
+        received += len(chunk)
+    await proc.wait()
+    elapsed = time.perf_counter() - started
+    if received != nbytes:
+        raise BenchError(f"raw pipe: read {received} bytes, expected {nbytes}")
+    return elapsed
+
+
+def _sqlite_ceiling(nbytes: int, directory: Path) -> float:
+    """Seconds plain sqlite3 takes to store ``nbytes`` as 1 MiB BLOB rows, one transaction
+    each, in a new file with the store's settings (4 KiB pages, WAL, synchronous=NORMAL, a
+    checkpoint every 16 MiB): what any design that keeps output in SQLite pays at least."""
+    path = directory / f"ceiling-{secrets.token_hex(4)}.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA page_size = 4096")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint = 4096")
+        db.execute("CREATE TABLE chunks (process_id TEXT, seq INTEGER, data BLOB)")
+        blob = bytes(MIB)
+        started = time.perf_counter()
+        for seq in range(max(nbytes // MIB, 1)):
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO chunks VALUES ('p', ?, ?)", (seq, blob))
+            db.execute("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+async def _child(nbytes: int, store: str) -> dict[str, Any]:
+    """The subprocess's figures: the manager's first (on a clean heap), then the raw pipe
+    read of the same command."""
+    async with Manager(store, concurrency=1, max_output_bytes=None) as manager:
+        warm_up = await manager.start(Command(["head", "-c", str(MIB), "/dev/zero"]))
+        await check_ended(manager, warm_up)
+        command = Command(["head", "-c", str(nbytes), "/dev/zero"])
+        with RssSampler() as sampler:
+            before = sampler.peak
+            started = time.perf_counter()
+            process_id = await manager.start(command)
+            info = await manager.wait_for(process_id, timeout=900)
+            elapsed = time.perf_counter() - started
+        if info.status != "finished" or info.output_size != nbytes:
+            raise BenchError(f"b4: {info.status}, {info.output_size} of {nbytes} bytes")
+        stored = len(await manager.output(process_id)) if nbytes <= 64 * MIB else None
+        if stored is not None and stored != nbytes:
+            raise BenchError(f"b4: {stored} bytes in the store, expected {nbytes}")
+    await _raw_pipe(MIB)
+    raw = await _raw_pipe(nbytes)
+    figures = {
+        "ours_mb_s": nbytes / MIB / elapsed,
+        "raw_mb_s": nbytes / MIB / raw,
+        "rss_growth_mb": (sampler.peak - before) / MIB,
+    }
+    if not is_postgres(store):
+        directory = sqlite_path(store).parent
+        figures["sqlite_mb_s"] = nbytes / MIB / _sqlite_ceiling(nbytes, directory)
+    return figures
+
+
+def run(context: Context) -> dict[str, Any]:
+    sizes, stores = context.sizes, context.stores
+    argv = [sys.executable, "-m", "benchmarks.b4_output", "--bytes", str(sizes.b4_bytes)]
+    argv += ["--loop", loop_name(), "--store", stores.fresh()]
+    proc = context.children.start(argv, stdout=subprocess.PIPE, env=child_env())
+    try:
+        out, _ = proc.communicate(timeout=1800)
+    finally:
+        context.children.stop(proc)
+    if proc.returncode != 0:
+        raise BenchError(f"the B4 subprocess exited with code {proc.returncode}")
+    figures = json.loads(out)
+    result = {
+        "b4_ratio": ratio(figures["ours_mb_s"], figures["raw_mb_s"]),
+        "b4_ours_mb_s": round(figures["ours_mb_s"], 1),
+        "b4_raw_mb_s": round(figures["raw_mb_s"], 1),
+        "b4_rss_growth_mb": round(figures["rss_growth_mb"], 1),
+        "b4_mb": sizes.b4_bytes // MIB,
+    }
+    if "sqlite_mb_s" in figures:
+        result["b4_sqlite_ceiling_mb_s"] = round(figures["sqlite_mb_s"], 1)
+        result["b4_ratio_vs_sqlite_ceiling"] = ratio(figures["ours_mb_s"], figures["sqlite_mb_s"])
+    if isinstance(stores, PostgresStores):
+        # What the output takes on disk: PostgreSQL compresses the zeros (TOAST), SQLite
+        # stores every byte.
+        result["b4_pg_stored_mb"] = round(blocking(stores.output_bytes) / MIB, 1)
+    return result
+
+
+BENCHMARK: Final = Benchmark(
+    "b4",
+    run,
+    keys=("b4_ratio", "b4_ours_mb_s", "b4_raw_mb_s", "b4_rss_growth_mb"),
+    targets={"b4_ratio": (">=", 0.5, ""), "b4_rss_growth_mb": ("<", 50.0, "")},
+)
+
+
+def main() -> None:
+    """The subprocess run by ``run``: one JSON object of raw figures on stdout."""
+    parser = argparse.ArgumentParser(description="B4's measuring subprocess")
+    parser.add_argument("--bytes", type=int, required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    options = parser.parse_args()
+    set_loop(options.loop)
+    interrupt_on_sigterm()
+    print(json.dumps(run_loop(_child(options.bytes, options.store))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
