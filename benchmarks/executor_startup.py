@@ -26,8 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiobgproc import Manager, Process, Step, _protocol
-from aiobgproc._runner import executor_argv
+from aiobgproc import Manager, Process, Step
+from aiobgproc._os.boot import child_argv
+from aiobgproc._wire import frames
 
 
 async def spawn_and_wait(argv: list[str]) -> float:
@@ -41,7 +42,7 @@ async def executor_once() -> float:
     ours, theirs = socket.socketpair()
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        *executor_argv(None, theirs.fileno()), pass_fds=(theirs.fileno(),)
+        *child_argv(None, "executor", [str(theirs.fileno())]), pass_fds=(theirs.fileno(),)
     )
     theirs.close()
     reader, writer = await asyncio.open_connection(sock=ours)
@@ -61,13 +62,13 @@ async def executor_once() -> float:
         "start": 0,
         "input": {"x": 1},
     }
-    writer.write(_protocol.encode(("job", job)))
+    writer.write(frames.encode(frames.job(job)))
     await writer.drain()
     while True:
         size = int.from_bytes(await reader.readexactly(4), "big")
-        frame = _protocol.decode(await reader.readexactly(size))
-        if frame[0] == "done":
-            writer.write(_protocol.encode(("exit",)))
+        frame = frames.decode(await reader.readexactly(size))
+        if frame[0] == frames.DONE:
+            writer.write(frames.encode(frames.exit_now()))
             await writer.drain()
             break
     await proc.wait()

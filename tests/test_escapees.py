@@ -11,6 +11,9 @@ before the run's end is recorded (and before cancel returns).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +22,7 @@ import psutil
 import pytest
 
 from aiobgproc import Command, Manager, Process, Status, Step
+from aiobgproc._os.tree import find_pids
 from helpers.invariants import describe, tagged
 from helpers.procs import poll
 
@@ -107,6 +111,46 @@ async def test_a_grandchild_that_a_step_left_in_its_own_session_is_stopped(
         assert info.output is not None
         assert not alive(info.output["grandchild"])
         assert_none_left(process_id)
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+async def test_a_daemon_a_step_forked_without_exec_is_stopped(store_url: str, warm: bool) -> None:
+    # Found by review: a forked executor's /proc environ is the warm executor's block, and so
+    # is a daemon's it forks without exec'ing: the tag is written into that block.
+    async with Manager(store_url, grace_period=GRACE, warm=warm) as manager:
+        process_id = await manager.start(Process([Step("stepmods.escaping:leave_daemon")]))
+        info = await manager.wait_for(process_id, timeout=WAIT)
+        assert info.status is Status.FINISHED, info.error
+        assert info.output is not None
+        assert not alive(info.output["daemon"]), "the daemon outlived its process"
+        assert_none_left(process_id)
+
+
+def test_an_old_recorded_pid_never_matches_another_programs_session() -> None:
+    """A pid recorded long ago may since have led the session of some other program: its
+    members are not ours unless they carry our tag (found by review)."""
+    leader = subprocess.Popen(
+        ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!; read line"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert leader.stdout is not None
+    assert leader.stdin is not None
+    member = int(leader.stdout.readline())
+    try:
+        started = psutil.Process(leader.pid).create_time()
+        leader.stdin.close()
+        leader.wait(10)
+        # Recorded an hour ago (as recovery or a late cancel would pass it): not ours.
+        assert member not in find_pids(leader.pid, started - 3600, "no-such-process/1")
+        assert member not in find_pids(leader.pid, started, "no-such-process/1")
+        # Just reaped by the caller: its session is still its own.
+        assert member in find_pids(leader.pid, started, None, just_reaped=True)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, 9)
+        leader.stdout.close()
 
 
 # -- cancel, in each phase of a run -------------------------------------------------------------

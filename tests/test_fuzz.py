@@ -10,7 +10,6 @@ is kept below as an explicit example (``@example``) or a regression test.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -95,13 +94,15 @@ SMALL_EDGE_DATA = [
 # -- a client on a store, and the store's bytes -------------------------------------------------
 
 
-def fingerprint(db: Path) -> dict[str, str]:
-    """Digests of the store file and its WAL (what a refused call must not change)."""
-    digests = {}
-    for path in (db, Path(f"{db}-wal")):
-        if path.exists():
-            digests[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return digests
+def fingerprint(db: Path) -> str:
+    """Digests of the store file and its WAL (what a refused call must not change), taken by
+    another process: opening and closing the file here would drop the POSIX locks of this
+    process's own SQLite connections on it (see docs/design.md)."""
+    paths = [str(path) for path in (db, Path(f"{db}-wal")) if path.exists()]
+    if not paths:
+        return ""
+    done = subprocess.run(["sha256sum", *paths], capture_output=True, check=True, timeout=30)
+    return done.stdout.decode()
 
 
 class Client:
@@ -339,13 +340,23 @@ OPTIONS = [
 @example(options={}, store="sqlite://host/x.db")
 @example(options={}, store="ftp://x")
 @example(options={}, store=b"bytes.db")
+@example(options={}, store="nul\x00.db")
+@example(options={}, store="surrogate\ud800.db")
+@example(options={"grace_period": 2**1024}, store=None)
+@example(options={"python": "/nonexistent/python"}, store=None)
+@example(options={"python": "\ud800"}, store=None)
 @example(options={"error_log": object()}, store=None)
 @example(options={"preload": object()}, store=None)
 @example(options={"run": "yes"}, store=None)
 @example(options={"python": ""}, store=None)
 def test_manager_with_any_options(tmp_path: Path, options: dict[str, Any], store: Any) -> None:
-    if store is None or (isinstance(store, str) and not store.startswith(("sqlite:", "ftp:"))):
+    # Paths are kept in tmp_path (NUL bytes, surrogates and all); URLs are left as they are.
+    if store is None:
         store = tmp_path / "options.db"
+    elif isinstance(store, str) and not store.startswith(("sqlite:", "ftp:")):
+        store = str(tmp_path / ("s-" + store.replace("/", "_")))
+    elif isinstance(store, bytes):
+        store = bytes(tmp_path / "b-") + store.replace(b"/", b"_")
 
     async def scenario() -> None:
         try:
@@ -634,3 +645,10 @@ def test_a_call_on_a_closed_manager_raises_our_error(tmp_path: Path) -> None:
         for call in (manager.list(), manager.info("x"), manager.start(Command(["true"]))):
             with pytest.raises(AiobgprocError):
                 loop.run(call)
+
+
+@pytest.mark.parametrize("age", [math.nan, math.inf, 2**1024, -1, "7d", None])
+def test_prune_refuses_an_age_that_is_no_finite_number(client: Client, age: Any) -> None:
+    # NaN compares past every time on PostgreSQL: it would have pruned every process.
+    result = client.refused_or_accepted(client.manager.prune(age))
+    assert isinstance(result, InvalidSpecError), result

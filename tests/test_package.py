@@ -20,6 +20,7 @@ LAYER = {
     # the vocabulary
     "errors": 0,
     "_faults": 0,
+    "_tags": 0,
     "_clock": 0,
     "models": 0,
     "steps": 1,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from . import _clock
+from . import _clock, _tags
 from ._os import host as _host
 from ._os import tree as _tree
 from .errors import ErrorType
@@ -77,7 +77,7 @@ async def recover(
                 record.os_pid if same_pids else None,
                 record.os_pid_started if same_pids else None,
                 grace=grace_period,
-                tag=_tree.make_tag(record.id, record.claim_token),
+                tag=_tags.make_tag(record.id, record.claim_token),
             )
         claim = record.claim(owner)
         if record.kind == "command":

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _clock, _spec
+from . import _clock, _spec, _tags
 from ._faults import fault
 from ._os import boot as _boot
 from ._os import spawn as _spawn
@@ -96,7 +96,7 @@ class _Runner:
         self.store = context.store
         self.record = record
         self.claim = record.claim(context.manager_id)
-        self.tag = _tree.make_tag(record.id, self.claim.token)
+        self.tag = _tags.make_tag(record.id, self.claim.token)
         self.stop = stop
         self._on_change = on_change
         self.deadline = None if record.timeout is None else _clock.monotonic() + record.timeout
@@ -128,8 +128,8 @@ class _Runner:
     def _env(self) -> dict[str, str]:
         env = _spawn.environment()
         env.update(self.record.spec.get("env") or {})
-        env[_tree.TAG_VARIABLE] = self.record.id
-        env[_tree.CLAIM_VARIABLE] = str(self.claim.token)
+        env[_tags.TAG_VARIABLE] = self.record.id
+        env[_tags.CLAIM_VARIABLE] = str(self.claim.token)
         env[ATTEMPT_VARIABLE] = str(self.record.attempts)
         return env
 
@@ -184,6 +184,8 @@ class _Runner:
             grace=self.context.grace_period,
             tag=self.tag,
             recent=child.recent,
+            # Its end was just seen (when it exited), so its session is still its own.
+            just_reaped=True,
         )
         returncode = await _spawn.wait_exit(child, 5.0)
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
@@ -193,8 +195,6 @@ class _Runner:
                 child.os_pid,
                 extra={"process_id": self.record.id},
             )
-        else:
-            _tree.forget_child(child.os_pid)
         child.reader.close()
         if self.context.guard is not None:
             self.context.guard.forget(child.os_pid)

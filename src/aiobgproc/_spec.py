@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,7 +28,10 @@ def check_timeout(value: object, what: str = "timeout") -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidSpecError(f"{what} must be a number of seconds or None, not {value!r}")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past a float's range: more than any limit means none
+        seconds = math.inf if value > 0 else -math.inf
     if math.isnan(seconds) or seconds < 0:
         raise InvalidSpecError(f"{what} must be >= 0 seconds, not {value!r}")
     return None if math.isinf(seconds) else seconds
@@ -63,6 +67,19 @@ def check_text(value: object, what: str) -> str:
     if "\x00" in value:
         raise InvalidSpecError(f"{what} contains a NUL byte")
     return value
+
+
+def check_program(value: object, what: str) -> str:
+    """An executable found as given, or on PATH (the interpreter for executors, say)."""
+    text = check_text(value, what)
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        raise InvalidSpecError(f"{what} {text!r} is not a valid file name") from None
+    found = shutil.which(text) if text else None
+    if found is None:
+        raise InvalidSpecError(f"{what} {text!r} is not an executable program")
+    return text
 
 
 _MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")

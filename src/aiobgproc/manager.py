@@ -14,7 +14,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
-from . import _clock, _spec
+from . import _clock, _spec, _tags
 from ._changes import Changes
 from ._errorlog import append_error_block
 from ._faults import fault
@@ -130,10 +130,8 @@ class Manager:
             if not isinstance(error_log, str | os.PathLike):
                 raise InvalidSpecError(f"error_log must be a path or None, not {error_log!r}")
             error_log = _spec.check_text(os.fspath(error_log), "error_log")
-        if python is not None and (not isinstance(python, str) or not python):
-            raise InvalidSpecError(f"python must be the path of an interpreter, not {python!r}")
         if python is not None:
-            python = _spec.check_text(python, "python")
+            python = _spec.check_program(python, "python")
         preload = _spec.check_module_names(preload, "preload")
         self._store: Store = open_store(store)
         self.concurrency = concurrency
@@ -528,7 +526,7 @@ class Manager:
                 record.os_pid,
                 record.os_pid_started,
                 grace=self.grace_period,
-                tag=_tree.make_tag(record.id, record.claim_token),
+                tag=_tags.make_tag(record.id, record.claim_token),
             )
 
     async def proceed(self, process_id: str, data: dict[str, Any] | None = None) -> str:
@@ -553,9 +551,11 @@ class Manager:
         """Delete terminal processes (and their output) that finished before ``older_than`` ago."""
         self._check_open()
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise InvalidSpecError(f"older_than must be a timedelta >= 0, not {older_than!r}")
-        count = await self._store.prune(_clock.wall() - seconds)
+        # NaN would compare past every time on PostgreSQL (and prune everything).
+        age = _spec.check_timeout(seconds, "older_than")
+        if age is None:
+            raise InvalidSpecError(f"older_than must be a finite age >= 0, not {older_than!r}")
+        count = await self._store.prune(_clock.wall() - age)
         log.info("pruned %d processes", count)
         return count
 

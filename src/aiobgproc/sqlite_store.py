@@ -134,6 +134,20 @@ def _claim_params(claim: Claim) -> tuple[str, str, int]:
 
 
 def _check_path(path: Path) -> None:
+    """_check_location, with what the OS says about an unusable path as StoreError."""
+    text = str(path)
+    if "\x00" in text:
+        raise StoreError(f"store path {text!r} contains a NUL byte")
+    try:
+        os.fsencode(text)
+        _check_location(path)
+    except UnicodeError:
+        raise StoreError(f"store path {text!r} is not a valid file name") from None
+    except OSError as exc:  # e.g. a directory on the way that cannot be searched
+        raise StoreError(f"cannot use store path {text!r}: {exc.strerror or exc}") from None
+
+
+def _check_location(path: Path) -> None:
     """Refuse, before SQLite touches it, a path that cannot be our store; create a new store
     file private to its owner (0600: it holds commands' environments and output).
 

@@ -32,6 +32,7 @@ import sys
 import time
 
 from .. import steps
+from .._tags import CLAIM_VARIABLE, TAG_SPACE_SIZE, TAG_SPACE_VARIABLE, TAG_VARIABLE
 from .._wire import frames as _protocol
 from . import executor
 
@@ -88,6 +89,42 @@ def _end_children(poller: Any, children: dict[int, int]) -> None:
             return
 
 
+def _retag(changed: dict[str, str]) -> None:
+    """Write the run's tag into the environment block /proc shows for this process.
+
+    A forked executor's /proc/PID/environ is the warm executor's (the block it was exec'd
+    with: os.environ changes only libc's copy), and so is that of any process a step forks
+    without exec'ing, such as a daemon (fork, setsid, fork): without the tag there, a
+    sweep could not find such a daemon. The warm executor was started with room for it
+    (TAG_SPACE_VARIABLE); the tag is written over it, in place, through /proc/self/mem.
+    Best effort: where that is refused, only exec'd descendants carry the tag."""
+    process_id, token = changed.get(TAG_VARIABLE), changed.get(CLAIM_VARIABLE)
+    if process_id is None or token is None:
+        return
+    room = f"{TAG_SPACE_VARIABLE}=".encode()
+    entry = f"{TAG_VARIABLE}={process_id}\0{CLAIM_VARIABLE}={token}".encode()
+    size = len(room) + TAG_SPACE_SIZE
+    if len(entry) > size:
+        return
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        env_start = int(fields[47])  # stat fields 50 and 51: where the block is
+        with open("/proc/self/environ", "rb") as environ:
+            block = environ.read()
+        offset = block.find(b"\0" + room)
+        offset = offset + 1 if offset >= 0 else (0 if block.startswith(room) else -1)
+        if offset < 0:
+            return
+        fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, entry.ljust(size, b"\0"), env_start + offset)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
 def _set_environ(changed: dict[str, str], removed: list[str]) -> None:
     """Apply the run's environment as a difference from ours (which the manager knows: we
     sent it with "ready"): usually a few variables, not the whole environment again."""
@@ -126,6 +163,7 @@ def _child(
         elif job is None or message[0] != _protocol.GO:
             os._exit(2)
         _set_environ(changed, removed)
+        _retag(changed)
         if cwd:
             os.chdir(cwd)
         code = executor.run(channel, job)

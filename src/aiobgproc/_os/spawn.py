@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,9 +165,8 @@ async def spawn(
         raise
     finally:
         os.close(write_fd)
-    _tree.add_child(process.pid)
     started = _pidtime.new_child_create_time(process.pid, before, _pidtime.boot_clock_ns())
-    return await _attach(process, read_fd, on_output, started)
+    return await _adopt(process, read_fd, on_output, started)
 
 
 def _pidfd_works() -> bool:
@@ -272,9 +272,25 @@ async def spawn_forked(
         raise
     finally:
         os.close(write_fd)
-    _tree.add_child(process.pid)
     started = _pidtime.new_child_create_time(process.pid, process.clock_before, process.clock_after)
-    return await _attach(process, read_fd, on_output, started)
+    return await _adopt(process, read_fd, on_output, started)
+
+
+async def _adopt(
+    process: ProcessHandle, read_fd: int, on_output: Callable[[bytes], bool], started: float | None
+) -> Child:
+    """Count a just-started child among this process's children (tree sweeps skip them)
+    until it is reaped, and start reading its output; a child whose reading cannot start
+    is killed with its session, not left running unwatched."""
+    pid = process.pid
+    _tree.add_child(pid)
+    exit_future(process).add_done_callback(lambda _: _tree.forget_child(pid))
+    try:
+        return await _attach(process, read_fd, on_output, started)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # its own session: the group is its pid
+        raise
 
 
 def exit_future(process: ProcessHandle) -> asyncio.Future[int]:

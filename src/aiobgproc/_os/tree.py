@@ -21,36 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import psutil
 
 from .. import _clock
+from .._tags import CLAIM_VARIABLE, TAG_VARIABLE
 from . import pidtime as _pidtime
 
 log = logging.getLogger(__name__)
 
-TAG_VARIABLE = "AIOBGPROC_PROCESS_ID"
-"""Set in every child's environment to the process id: finds descendants that escaped."""
-CLAIM_VARIABLE = "AIOBGPROC_CLAIM"
-"""Set beside it to the claim's token, so a sweep for one run never touches the next."""
-
 _children: set[int] = set()
 """Pids of this OS process's live children started by spawn (any manager's)."""
-
-
-def make_tag(process_id: str, token: int) -> str:
-    """What identifies the processes of one run of a process (one claim)."""
-    return f"{process_id}/{token}"
-
-
-def environ_tag(environ: Mapping[str, str]) -> str | None:
-    process_id = environ.get(TAG_VARIABLE)
-    return None if process_id is None else f"{process_id}/{environ.get(CLAIM_VARIABLE)}"
 
 
 def add_child(pid: int) -> None:
@@ -72,6 +59,7 @@ def _read_pid_max() -> int:
 RECENT_SECONDS = _read_pid_max() / 100_000
 """A run's process younger than this cannot have seen the pid counter go round."""
 _PROBE_MAX = 48  # more pids than this to look at: one listing of /proc costs less (~50 us)
+_PROBE_ROUNDS = 3
 
 
 class _Stat(NamedTuple):
@@ -129,19 +117,25 @@ def _pids_since(first: int) -> list[int] | None:
     listing /proc is the cheaper way to find them. A pid that is no process (any more) is
     told by one system call (~1 us) rather than a read; pids of threads may be among them
     (they share the counter), which is harmless: their stat shows their process's session,
-    and signalling one signals its process."""
+    and signalling one signals its process. The last pid is read again after probing: a
+    process that forked meanwhile has its child probed too."""
+    live: list[int] = []
+    probed = first
     last = _last_pid()
-    if last is None or not first <= last <= first + _PROBE_MAX:
-        return None  # unknown, far (the listing costs less), or wrapped
-    live = []
-    for pid in range(first + 1, last + 1):
-        if pid in _children:
-            continue
-        try:
-            os.getsid(pid)
-        except OSError:
-            continue  # no such process
-        live.append(pid)
+    for _ in range(_PROBE_ROUNDS):
+        if last is None or not first <= last <= first + _PROBE_MAX:
+            return None  # unknown, far (the listing costs less), or wrapped
+        for pid in range(probed + 1, last + 1):
+            if pid in _children:
+                continue
+            try:
+                os.getsid(pid)
+            except OSError:
+                continue  # no such process
+            live.append(pid)
+        probed, last = last, _last_pid()
+        if last == probed:
+            break
     return live
 
 
@@ -175,13 +169,19 @@ def _candidates(first: int | None) -> dict[int, _Stat]:
 
 
 def find_pids(
-    os_pid: int | None, started: float | None, tag: str | None = None, *, recent: bool = False
+    os_pid: int | None,
+    started: float | None,
+    tag: str | None = None,
+    *,
+    recent: bool = False,
+    just_reaped: bool = False,
 ) -> set[int]:
     """Pids of every live process of the tree of ``os_pid`` (created at ``started``): the
     process, its session, their descendants, and processes carrying ``tag``.
 
     ``recent``: ``os_pid`` was started less than RECENT_SECONDS ago (only pids handed out
-    since are looked at)."""
+    since are looked at). ``just_reaped``: the caller saw ``os_pid`` exit a moment ago, so
+    the session it led is still its own even with no process left of that pid."""
     if os_pid is None or started is None:
         os_pid, started = None, None
     first = os_pid if recent else None
@@ -191,9 +191,11 @@ def find_pids(
     ours = leader is not None and started is not None and abs(leader.started - started) < 0.01
     if ours and leader is not None and not leader.zombie:
         found.add(os_pid)  # type: ignore[arg-type]
-    # A session id is not handed out again while a member lives: with no process of that
-    # pid, or ours, members are ours; another process with the pid means ours are all gone.
-    if os_pid is not None and started is not None and (ours or leader is None):
+    # A session id is not handed out again while a member lives, but a recorded pid may be
+    # hours old: its number may since have led (and left) the session of some other
+    # program. So members are taken by session only while our leader lives, or just after
+    # we saw it exit; otherwise only by tag.
+    if os_pid is not None and started is not None and (ours or (leader is None and just_reaped)):
         found.update(
             pid
             for pid, stat in procs.items()
@@ -221,11 +223,16 @@ def find_pids(
 
 
 def find_tree(
-    os_pid: int | None, started: float | None, tag: str | None = None, *, recent: bool = False
+    os_pid: int | None,
+    started: float | None,
+    tag: str | None = None,
+    *,
+    recent: bool = False,
+    just_reaped: bool = False,
 ) -> list[psutil.Process]:
     """find_pids() as psutil processes (which refuse to signal a pid that was reused)."""
     procs = []
-    for pid in find_pids(os_pid, started, tag, recent=recent):
+    for pid in find_pids(os_pid, started, tag, recent=recent, just_reaped=just_reaped):
         with contextlib.suppress(psutil.Error):
             procs.append(psutil.Process(pid))
     return procs
@@ -257,11 +264,13 @@ async def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[ps
 
 
 async def _find(
-    os_pid: int | None, started: float | None, tag: str | None, recent: bool
+    os_pid: int | None, started: float | None, tag: str | None, recent: bool, just_reaped: bool
 ) -> list[psutil.Process]:
-    if recent:
-        return find_tree(os_pid, started, tag, recent=True)  # a few reads: no thread hop
-    return await asyncio.to_thread(find_tree, os_pid, started, tag)
+    if recent:  # a few reads: no thread hop
+        return find_tree(os_pid, started, tag, recent=True, just_reaped=just_reaped)
+    return await asyncio.to_thread(
+        functools.partial(find_tree, os_pid, started, tag, just_reaped=just_reaped)
+    )
 
 
 async def terminate_tree(
@@ -271,12 +280,14 @@ async def terminate_tree(
     grace: float,
     tag: str | None = None,
     recent: bool = False,
+    just_reaped: bool = False,
 ) -> int:
-    """SIGTERM the whole tree, wait up to ``grace`` seconds, SIGKILL what is left.
+    """SIGTERM the whole tree, wait up to ``grace`` seconds, SIGKILL what is left (see
+    find_pids for ``recent`` and ``just_reaped``).
 
     Returns how many processes had to be killed with SIGKILL. Never waits unboundedly.
     """
-    procs = await _find(os_pid, started, tag, recent)
+    procs = await _find(os_pid, started, tag, recent, just_reaped)
     if not procs:
         return 0
     log.debug(
@@ -289,7 +300,7 @@ async def terminate_tree(
     _signal_all(procs, signal.SIGTERM)
     survivors = await _wait_gone(procs, grace)
     # Look again: the tree may have forked while it was being terminated.
-    again = await _find(os_pid, started, tag, False)
+    again = await _find(os_pid, started, tag, False, just_reaped)
     stubborn = {proc.pid: proc for proc in [*survivors, *again] if _alive(proc)}
     if stubborn:
         log.debug(

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._tags import TAG_SPACE_SIZE, TAG_SPACE_VARIABLE
 from .boot import child_argv
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,9 @@ class Zygote:
                 )
                 self._process = await asyncio.create_subprocess_exec(
                     *argv,
+                    # Room each forked executor overwrites with its tag, in the block /proc
+                    # shows as its environment (see _child/zygote.py, _retag).
+                    env={**os.environ, TAG_SPACE_VARIABLE: " " * TAG_SPACE_SIZE},
                     pass_fds=(theirs.fileno(),),
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.DEVNULL,
