@@ -55,11 +55,14 @@ LAYER = {
     "inprocess": 3,
     "_recovery": 4,
     "_runner": 4,
-    "manager": 5,
+    "_options": 3,
+    "_scheduler": 5,
+    "_watcher": 6,
+    "manager": 7,
     # the outside
-    "cli": 6,
-    "pytest_plugin": 6,
-    "__main__": 7,
+    "cli": 8,
+    "pytest_plugin": 8,
+    "__main__": 9,
 }
 
 

@@ -468,7 +468,7 @@ async def test_a_start_being_stored_claimed_is_not_taken_for_a_stray(
                 manager.start(Command(["sh", "-c", f'echo "$AIOBGPROC_ATTEMPT" >> "{log}"']))
             )
             await asyncio.wait_for(stored.wait(), WAIT)
-            await manager._requeue_strays()
+            await manager._scheduler.requeue_strays()
         finally:
             go_on.set()
         process_id = await starting

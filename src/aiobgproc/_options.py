@@ -1,0 +1,92 @@
+"""The options a Manager takes, checked once: every bad value is an InvalidSpecError."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _spec
+from ._os import zygote as _warm
+from .errors import InvalidSpecError
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerOptions:
+    runs_processes: bool
+    concurrency: int
+    max_jobs: int | None
+    max_attempts: int | None
+    grace_period: float
+    poll_interval: float
+    lease: float
+    error_log: str | None
+    max_output_bytes: int | None
+    python: str | None
+    warm: bool
+    """Whether executors are forked from a warm executor (asked for, and available here)."""
+    preload: tuple[str, ...]
+
+
+def check_options(
+    *,
+    concurrency: Any,
+    run: Any,
+    error_log: Any,
+    max_output_bytes: Any,
+    grace_period: Any,
+    poll_interval: Any,
+    python: Any,
+    lease: Any,
+    max_attempts: Any,
+    max_jobs: Any,
+    warm: Any,
+    preload: Sequence[str],
+) -> ManagerOptions:
+    if concurrency is None:
+        concurrency = os.cpu_count() or 1
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidSpecError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+    if max_output_bytes is not None and (
+        isinstance(max_output_bytes, bool)
+        or not isinstance(max_output_bytes, int)
+        or max_output_bytes < 0
+    ):
+        raise InvalidSpecError("max_output_bytes must be a whole number >= 0 or None")
+    grace = _spec.check_timeout(grace_period, "grace_period")
+    poll = _spec.check_timeout(poll_interval, "poll_interval")
+    lease_s = _spec.check_timeout(lease, "lease")
+    if grace is None or poll is None or poll <= 0 or lease_s is None or lease_s <= 0:
+        raise InvalidSpecError("grace_period, poll_interval and lease must be finite and positive")
+    for name, value in (("max_attempts", max_attempts), ("max_jobs", max_jobs)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InvalidSpecError(f"{name} must be a whole number >= 1 or None")
+    for name, flag in (("run", run), ("warm", warm)):
+        if not isinstance(flag, bool) and not (name == "warm" and flag is None):
+            raise InvalidSpecError(f"{name} must be True or False, not {flag!r}")
+    if error_log is not None:
+        if not isinstance(error_log, str | os.PathLike):
+            raise InvalidSpecError(f"error_log must be a path or None, not {error_log!r}")
+        error_log = _spec.check_text(os.fspath(error_log), "error_log")
+    if python is not None:
+        python = _spec.check_program(python, "python")
+    preload = _spec.check_module_names(preload, "preload")
+    if warm is None:
+        warm = os.environ.get("AIOBGPROC_WARM", "1").lower() not in ("0", "false", "no")
+    return ManagerOptions(
+        runs_processes=run,
+        concurrency=concurrency,
+        max_jobs=max_jobs,
+        max_attempts=max_attempts,
+        grace_period=grace,
+        poll_interval=poll,
+        lease=lease_s,
+        error_log=error_log,
+        max_output_bytes=max_output_bytes,
+        python=python,
+        warm=bool(warm) and _warm.available(),
+        preload=tuple(preload),
+    )

@@ -1,0 +1,402 @@
+"""What a manager that runs processes does in the background: it takes queued processes as
+its slots allow (claims, and the direct start that stores a new process already claimed),
+runs each with a runner, stops runs that another OS process cancelled or took over, puts
+back what it claimed but does not run, and recovers what dead managers left behind.
+
+The slot bookkeeping is all here, in one object, because its fields only make sense
+together: ``runs`` (running now), ``reserved`` (direct starts being written), ``asked``
+(what the claim in flight may fill), ``claiming`` and ``claim_idle`` (that claim), and
+``starting_ids`` (processes stored claimed but maybe not launched yet: the stray check
+must leave them alone). Every slot is reserved before the first await that could let
+another start or claim in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from . import _clock, _tags
+from ._changes import Changes
+from ._errorlog import append_error_block
+from ._faults import fault
+from ._options import ManagerOptions
+from ._os import tree as _tree
+from ._os.guard import Guard
+from ._os.zygote import Zygote
+from ._recovery import recover
+from ._runner import CommandRunner, RunContext, StepsRunner, StopReason
+from .errors import ErrorType, StoreError
+from .models import Status
+from .store import Claim, NewProcess, ProcessRecord, Store
+
+log = logging.getLogger(__name__)
+
+QUEUE: Final = "queue"  # the run loop's wake-up key
+IDLE: Final = "idle"  # wait_idle's wake-up key
+RECHECK: Final = 1.0  # a waiter re-reads the store at least this often, notified or not
+
+
+@dataclass(eq=False, slots=True)
+class Run:
+    """A process this manager is running right now."""
+
+    claim: Claim
+    stop: asyncio.Future[StopReason]
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_stop(self, reason: StopReason) -> None:
+        if not self.stop.done():
+            self.stop.set_result(reason)
+
+
+class Scheduler:
+    """The slots of one manager and everything that fills or frees them."""
+
+    def __init__(
+        self,
+        manager_id: str,
+        store: Store,
+        changes: Changes,
+        limits: ManagerOptions,
+        context: RunContext,
+    ) -> None:
+        self.manager_id = manager_id
+        self.store = store
+        self.changes = changes
+        self.limits = limits
+        self.context = context
+        self.runs: dict[str, Run] = {}
+        self.jobs_claimed = 0
+        self.paused = False
+        self.closing = False
+        self.claiming = False
+        self.claim_idle = asyncio.Event()  # set while no claim is in flight
+        self.claim_idle.set()
+        self.reserved = 0  # slots taken by starts that claim at once, still being written
+        self.starting: set[asyncio.Future[None]] = set()  # those starts
+        self.starting_ids: set[str] = set()  # their processes, stored but maybe not launched
+        self.asked = 0  # slots the claim in flight may fill
+
+    async def start_helpers(self) -> None:
+        """The guard (kills our children should we die) and the warm executor."""
+        limits = self.limits
+        guard = Guard(limits.python)
+        await guard.start()
+        zygote: Zygote | None = None
+        if limits.warm:
+            zygote = Zygote(limits.python, limits.preload)
+            try:
+                await zygote.start()
+            except (OSError, ConnectionError) as exc:
+                log.warning("manager %s: no warm executor (%s); spawning", self.manager_id, exc)
+                zygote = None
+        self.context = dataclasses.replace(self.context, guard=guard, zygote=zygote)
+
+    async def stop_helpers(self) -> None:
+        context = self.context
+        self.context = dataclasses.replace(context, guard=None, zygote=None)
+        if context.zygote is not None:
+            await context.zygote.close()
+        if context.guard is not None:
+            await context.guard.close()
+
+    def reset(self) -> None:
+        """Back to a fresh state, for a manager (re)opened."""
+        self.closing = False
+        self.paused = False
+        self.jobs_claimed = 0
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def free_slots(self, *, claim: bool = True) -> int:
+        """Processes this manager may take on now (less those the claim in flight may fill,
+        unless ``claim`` is False)."""
+        limits = self.limits
+        if not limits.runs_processes or self.closing or self.paused:
+            return 0
+        taken = len(self.runs) + self.reserved + (self.asked if claim else 0)
+        free = limits.concurrency - taken
+        if limits.max_jobs is not None:
+            free = min(free, limits.max_jobs - self.jobs_claimed - (taken - len(self.runs)))
+        return free
+
+    @property
+    def exhausted(self) -> bool:
+        """True once this manager has claimed ``max_jobs`` processes."""
+        return self.limits.max_jobs is not None and self.jobs_claimed >= self.limits.max_jobs
+
+    def queue_gained(self) -> None:
+        """Something may have been queued: the run loop claims."""
+        self.changes.notify(QUEUE)
+
+    async def queue_is_empty(self) -> bool:
+        return not await self.store.list_processes([Status.QUEUED], 1)
+
+    async def start_directly(self, process: NewProcess) -> bool:
+        """Store ``process`` already claimed by this manager and run it, if a slot is free
+        and nothing is queued (that would go first): one write, and no claim loop wake-up.
+        False: the caller queues it. Slots are counted again after the read (the manager
+        may have begun to close), and after a claim in flight (it may fill them; most find
+        the queue empty)."""
+        direct = self.free_slots(claim=False) > 0 and await self.queue_is_empty()
+        if direct and self.claiming:
+            await self.claim_idle.wait()
+        if not direct or self.free_slots() <= 0:
+            return False
+        # The slot is reserved here, before any await, so concurrent starts cannot all take
+        # it. Shielded: once stored, the process is launched even if the caller is cancelled;
+        # close() waits for these before it stops this manager's runs.
+        self.reserved += 1
+        self.starting_ids.add(process.id)
+        starting = asyncio.ensure_future(self._start_claimed(process))
+        self.starting.add(starting)
+        starting.add_done_callback(self.starting.discard)
+        await asyncio.shield(starting)
+        return True
+
+    async def _start_claimed(self, process: NewProcess) -> None:
+        """Store ``process`` claimed by this manager (its slot already reserved) and run it."""
+        try:
+            record = await self.store.insert(process, owner=self.manager_id)
+        finally:
+            self.reserved -= 1
+            self.starting_ids.discard(process.id)
+        assert record is not None
+        log.info(
+            "process %s started (%s)", process.id, process.kind, extra={"process_id": process.id}
+        )
+        self.jobs_claimed += 1
+        self.launch(record)
+        if self.exhausted:
+            await self.announce_runs(False)
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def run_loop(self) -> None:
+        while not self.closing:
+            event = self.changes.event(QUEUE)
+            free = self.free_slots()
+            if free > 0:
+                self.claiming = True
+                self.claim_idle.clear()
+                self.asked = free
+                try:
+                    records = await self.store.claim(self.manager_id, _clock.wall(), free)
+                except StoreError:
+                    log.exception("manager %s could not claim a process", self.manager_id)
+                    records = []
+                    await asyncio.sleep(self.limits.poll_interval)
+                finally:
+                    self.claiming = False
+                    self.claim_idle.set()
+                    self.asked = 0
+                for record in records:
+                    fault("after_claim")
+                    self.jobs_claimed += 1
+                    self.launch(record)
+                if records:
+                    if self.exhausted:
+                        await self.announce_runs(False)
+                    continue
+            await self.changes.wait(event, RECHECK)
+
+    async def stop_claiming(self) -> None:
+        self.paused = True
+        await self.announce_runs(False)
+
+    async def resume_claiming(self) -> None:
+        self.paused = False
+        await self.announce_runs(True)
+        self.queue_gained()
+
+    async def announce_runs(self, runs: bool) -> None:
+        """Record in the store whether this manager takes work (`aiobgproc run` reads it)."""
+        if self.limits.runs_processes:
+            with contextlib.suppress(StoreError):
+                await self.store.set_manager_runs(self.manager_id, runs)
+
+    async def wait_idle(self, *, burst: bool) -> None:
+        while True:
+            event = self.changes.event(IDLE)
+            empty = burst and await self.queue_is_empty()
+            # A claim in flight may be taking what the query saw: let it land (its processes
+            # are launched the moment it returns), then judge.
+            await self.claim_idle.wait()
+            if not self.runs and (self.exhausted or empty):
+                return
+            await self.changes.wait(event, RECHECK)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def launch(self, record: ProcessRecord) -> None:
+        loop = asyncio.get_running_loop()
+        run = Run(record.claim(self.manager_id), loop.create_future())
+        # This manager may claim again a process whose earlier run it still winds down (its
+        # lease had expired): that run is fenced; stop it, and start only once it is gone.
+        previous = self.runs.get(record.id)
+        self.runs[record.id] = run
+        run.task = loop.create_task(
+            self._execute(run, record, previous), name=f"aiobgproc-{record.id}"
+        )
+
+    async def _execute(self, run: Run, record: ProcessRecord, previous: Run | None) -> None:
+        if previous is not None:
+            previous.request_stop("lost")
+            await previous.done.wait()
+        log.info(
+            "process %s running (attempt %d)",
+            record.id,
+            record.attempts,
+            extra={"process_id": record.id},
+        )
+        changed: Callable[[str], None] = self.changes.notify
+        runner = (
+            CommandRunner(self.context, record, run.stop, changed)
+            if record.kind == "command"
+            else StepsRunner(self.context, record, run.stop, changed, changed)
+        )
+        try:
+            outcome = await runner.run()
+            error_log = self.limits.error_log
+            if outcome.status in (Status.ERROR, Status.TIMEOUT) and error_log is not None:
+                await append_error_block(error_log, self.store, record.id, outcome.message)
+            log.info("process %s %s", record.id, outcome.status, extra={"process_id": record.id})
+        except Exception as exc:
+            log.exception(
+                "process %s: the manager failed while running it",
+                record.id,
+                extra={"process_id": record.id},
+            )
+            message = f"internal error in the manager: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                await self.store.finish(
+                    run.claim,
+                    Status.ERROR,
+                    _clock.wall(),
+                    error={"type": ErrorType.INTERNAL, "message": message, "traceback": None},
+                )
+        finally:
+            if self.runs.get(record.id) is run:
+                del self.runs[record.id]
+            run.done.set()
+            self.changes.notify(record.id)
+            self.changes.notify(QUEUE)
+            self.changes.notify(IDLE)
+
+    async def stop(self, finish_timeout: float | None) -> None:
+        """Stop taking work, give running processes ``finish_timeout`` seconds (None: as
+        long as they take), then stop the rest: steps go back to the queue, commands end."""
+        self.closing = True
+        await self.announce_runs(False)
+        if self.runs and finish_timeout != 0:
+            pending = [run.done.wait() for run in self.runs.values()]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending), finish_timeout)
+        # Nor is a start that stores its process already claimed: it launches it (and the
+        # run is stopped below, like any other).
+        if self.starting:
+            # Bounded by the store: a write waits at most its busy timeout (30 s) for a lock.
+            await asyncio.wait(list(self.starting), timeout=60.0)
+        self.changes.notify(QUEUE)  # the run loop sees ``closing`` and returns
+
+    async def stop_runs(self) -> None:
+        runs = list(self.runs.values())
+        for run in runs:
+            run.request_stop("closing")
+        for run in runs:
+            if run.task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(run.task)
+
+    async def stop_process(self, record: ProcessRecord) -> None:
+        """Make sure the OS processes of a cancelled process are gone, whoever ran it."""
+        run = self.runs.get(record.id)
+        if run is not None:
+            run.request_stop("cancelled")
+            await asyncio.shield(run.done.wait())
+            return
+        # Another manager runs it: it notices within its poll interval, stops the tree and
+        # then releases the claim (owner and pid cleared), even if it had not recorded a pid
+        # yet. An owner that is no longer registered has nothing left to release.
+        deadline = (
+            _clock.monotonic() + self.limits.grace_period + 10 * self.limits.poll_interval + 1.0
+        )
+        while _clock.monotonic() < deadline:
+            current = await self.store.get(record.id)
+            if current is None or current.owner is None:
+                return
+            if current.os_pid is None:
+                managers = await self.store.list_managers()
+                if current.owner not in {manager.id for manager in managers}:
+                    return
+            await asyncio.sleep(self.limits.poll_interval)
+        # The owner did not react (frozen or gone): kill the tree ourselves, if it is here.
+        if record.os_pid is not None:
+            await _tree.terminate_tree(
+                record.os_pid,
+                record.os_pid_started,
+                grace=self.limits.grace_period,
+                tag=_tags.make_tag(record.id, record.claim_token),
+            )
+
+    # -- keeping the store and the runs in agreement -----------------------------------------
+
+    async def check_runs(self) -> None:
+        """Stop runs whose process another OS process cancelled (or took over)."""
+        if not self.runs:
+            return
+        # Snapshot first: a run launched while the query is in flight is not in its answer.
+        runs = list(self.runs.items())
+        owned = await self.store.running_owned_by(self.manager_id)
+        for process_id, run in runs:
+            if owned.get(process_id) != run.claim.token and not run.done.is_set():
+                run.request_stop("cancelled")
+
+    async def recover_loop(self) -> None:
+        limits = self.limits
+        while True:
+            await asyncio.sleep(max(limits.lease / 2, limits.poll_interval))
+            try:
+                if await self.recover():
+                    self.queue_gained()
+                    self.changes.notify(None)
+                await self.requeue_strays()
+            except StoreError:
+                log.exception("manager %s could not recover lost processes", self.manager_id)
+
+    async def recover(self) -> list[str]:
+        """Put back, or fail, what dead managers left behind."""
+        return await recover(
+            self.store,
+            self.manager_id,
+            grace_period=self.limits.grace_period,
+            max_attempts=self.limits.max_attempts,
+        )
+
+    async def requeue_strays(self) -> None:
+        """Put back processes the store says this manager runs but it does not (a claim whose
+        commit landed though its reply was lost): compare-and-set on owner and token."""
+        if self.claiming:
+            return
+        owned = await self.store.running_owned_by(self.manager_id)
+        for process_id, token in owned.items():
+            run = self.runs.get(process_id)
+            if process_id in self.starting_ids or self.claiming:
+                continue  # being launched: a start that stored it claimed, or a claim
+            if run is None or run.claim.token != token:
+                record = await self.store.get(process_id)
+                if record is not None and record.claim_token == token:
+                    log.warning(
+                        "process %s: claimed by this manager but not run; requeued",
+                        process_id,
+                        extra={"process_id": process_id},
+                    )
+                    if await self.store.requeue(record.claim(self.manager_id)):
+                        self.queue_gained()
