@@ -55,14 +55,16 @@ LAYER = {
     "inprocess": 3,
     "_recovery": 4,
     "_runner": 4,
+    "_steps_runner": 5,
     "_options": 3,
-    "_scheduler": 5,
-    "_watcher": 6,
-    "manager": 7,
+    "_scheduler": 6,
+    "_watcher": 7,
+    "manager": 8,
     # the outside
-    "cli": 8,
-    "pytest_plugin": 8,
-    "__main__": 9,
+    "_cli_format": 2,
+    "cli": 9,
+    "pytest_plugin": 9,
+    "__main__": 10,
 }
 
 

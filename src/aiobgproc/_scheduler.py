@@ -30,7 +30,8 @@ from ._os import tree as _tree
 from ._os.guard import Guard
 from ._os.zygote import Zygote
 from ._recovery import recover
-from ._runner import CommandRunner, RunContext, StepsRunner, StopReason
+from ._runner import CommandRunner, RunContext, StopReason
+from ._steps_runner import StepsRunner
 from .errors import ErrorType, StoreError
 from .models import Status
 from .store import Claim, NewProcess, ProcessRecord, Store

@@ -83,7 +83,8 @@ class PipeReader(asyncio.Protocol):
 
 
 class ProcessHandle(Protocol):
-    """What the runners need of a child: asyncio's Process, or a zygote's ForkedProcess."""
+    """What the runners need of a child: a PidfdProcess, an AsyncioProcess (where pidfds
+    are missing) or a zygote's ForkedProcess."""
 
     @property
     def pid(self) -> int: ...
@@ -91,7 +92,28 @@ class ProcessHandle(Protocol):
     @property
     def returncode(self) -> int | None: ...
 
+    @property
+    def ended(self) -> asyncio.Future[int]:
+        """Resolved with the return code; never cancel it (``wait`` shares it)."""
+        ...
+
     async def wait(self) -> int: ...
+
+
+class AsyncioProcess:
+    """asyncio's Process (where pidfds are missing) as a ProcessHandle."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self.pid = process.pid
+        self.ended: asyncio.Future[int] = asyncio.ensure_future(process.wait())
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self.ended)
 
 
 @dataclass(slots=True)
@@ -103,6 +125,8 @@ class Child:
     started: float | None
     """The OS create time of the child (psutil), to tell it from a later process with its pid."""
     reader: PipeReader
+    has_job: bool = False
+    """Forked by the warm executor with its job (it then waits for "go", not a job)."""
     spawned_at: float = field(default_factory=_clock.monotonic)
 
     @property
@@ -159,7 +183,7 @@ async def spawn(
             # As asyncio itself does: Popen forks and execs synchronously, in the loop thread.
             process = PidfdProcess(subprocess.Popen(argv, **options))  # noqa: ASYNC220
         else:
-            process = await asyncio.create_subprocess_exec(*argv, **options)
+            process = AsyncioProcess(await asyncio.create_subprocess_exec(*argv, **options))
     except BaseException:
         os.close(read_fd)
         raise
@@ -273,7 +297,9 @@ async def spawn_forked(
     finally:
         os.close(write_fd)
     started = _pidtime.new_child_create_time(process.pid, process.clock_before, process.clock_after)
-    return await _adopt(process, read_fd, on_output, started)
+    child = await _adopt(process, read_fd, on_output, started)
+    child.has_job = process.has_job
+    return child
 
 
 async def _adopt(
@@ -284,7 +310,7 @@ async def _adopt(
     is killed with its session, not left running unwatched."""
     pid = process.pid
     _tree.add_child(pid)
-    exit_future(process).add_done_callback(lambda _: _tree.forget_child(pid))
+    process.ended.add_done_callback(lambda _: _tree.forget_child(pid))
     try:
         return await _attach(process, read_fd, on_output, started)
     except BaseException:
@@ -293,19 +319,10 @@ async def _adopt(
         raise
 
 
-def exit_future(process: ProcessHandle) -> asyncio.Future[int]:
-    """A future of the child's return code, to wait on among others: the child's own when it
-    has one (no task), else a task waiting for it. Never cancel it."""
-    ended = getattr(process, "ended", None)
-    if isinstance(ended, asyncio.Future):
-        return ended
-    return asyncio.ensure_future(process.wait())
-
-
 async def wait_exit(child: Child, timeout: float | None) -> int | None:
     """The child's return code, or None if it is still running after ``timeout`` seconds."""
     if child.process.returncode is not None:
         return child.process.returncode  # the common case: no task, no timer
-    ended = exit_future(child.process)
+    ended = child.process.ended
     done, _ = await asyncio.wait({ended}, timeout=timeout)  # never cancels ``ended``
     return ended.result() if done else None

@@ -1,0 +1,343 @@
+"""Running a process made of Python steps: an executor child runs them one after another,
+and this side commits each step's output before the next begins."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import marshal
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import _clock, _spec
+from ._faults import fault
+from ._os import boot as _boot
+from ._os import spawn as _spawn
+from ._os.zygote import Zygote
+from ._output import OutputRecorder
+from ._runner import Outcome, RunContext, Runner, StopReason, describe_exit, ended, error_dict
+from ._wire import frames
+from ._wire.channel import ExecutorChannel
+from ._wire.messages import Done, Failed, FrameError, Progress, Start, parse
+from .errors import ErrorType
+from .models import Status
+from .store import ProcessRecord
+
+log = logging.getLogger(__name__)
+
+_PROGRESS_INTERVAL = 0.05  # progress is written at most this often
+
+
+class StepsRunner(Runner):
+    """Runs a process's steps in an executor child, committing each step's output.
+
+    After the executor exits, its tree is swept like a command's (see Runner._end_child);
+    the executor itself stops its own children that a step left in a session of their own
+    (executor.end_escaped_children), so that they are reaped, not left as zombies."""
+
+    def __init__(
+        self,
+        context: RunContext,
+        record: ProcessRecord,
+        stop: asyncio.Future[StopReason],
+        on_change: Any,
+        on_progress: Any,
+    ) -> None:
+        super().__init__(context, record, stop, on_change)
+        self._on_progress = on_progress
+        self._step: str | None = record.step
+        self._pending_progress: tuple[float, str | None] | None = None
+        self._progress_at = 0.0
+        self._ending: Callable[[], Awaitable[Outcome]] | None = None
+        self._announced: tuple[int, str] | None = None
+
+    async def _on_closing(self) -> Outcome:
+        # Steps resume: back to the queue at the first step without committed output.
+        if not await self.store.requeue(self.claim):
+            await self.store.release(self.claim)  # cancelled meanwhile: let go of it
+        return Outcome(None)
+
+    async def _pause(self, index: int, name: str, output: dict[str, Any]) -> Outcome:
+        recorded = await self.store.interrupt(self.claim, index, name, output, _clock.wall())
+        if not recorded:
+            await self.store.release(self.claim)  # cancelled or lost meanwhile
+        return Outcome(Status.INTERRUPTED if recorded else None)
+
+    async def _commit_last(self, index: int, name: str, output: dict[str, Any]) -> Outcome:
+        fault("before_step_commit")
+        recorded = await self.store.commit_step(
+            self.claim, index, name, output, _clock.wall(), final=True
+        )
+        return Outcome(Status.FINISHED) if recorded else await self._lost()
+
+    async def _lost(self) -> Outcome:
+        await self.store.release(self.claim)
+        return Outcome(None)
+
+    @property
+    def current_step(self) -> str | None:
+        return self._step
+
+    def _argv(self, fd: int) -> list[str]:
+        """A cold executor's command line: ``-I`` skips PYTHON* variables and the user site
+        (the manager's sys.path is sent with the job); ``site`` still runs, so .pth import
+        hooks (editable installs) work in the executor as in the manager."""
+        return _boot.child_argv(self.context.python, "executor", [str(fd)])
+
+    def _sys_path(self) -> list[str]:
+        """This manager's sys.path, then the entries of the starter's that it lacks."""
+        here = _spec.import_path()
+        known = set(here)
+        return here + [entry for entry in self.record.spec.get("path", []) if entry not in known]
+
+    def _job(self) -> dict[str, Any]:
+        return {
+            "process_id": self.record.id,
+            "attempt": self.record.attempts,
+            "sys_path": self._sys_path(),
+            "steps": self.record.spec["steps"],
+            "start": self.record.step_index,
+            "input": self.record.input or {},
+        }
+
+    async def _start_executor(
+        self, recorder: OutputRecorder
+    ) -> tuple[_spawn.Child, socket.socket, Zygote | None]:
+        """The executor, our end of its channel, and the zygote that forked it: forked by
+        the warm executor when there is one; a fresh interpreter when there is not, or when
+        the zygote cannot be reached (then None)."""
+        zygote = self.context.zygote
+        if zygote is not None:
+            ours, theirs = socket.socketpair()
+            try:
+                child = await _spawn.spawn_forked(
+                    zygote,
+                    on_output=recorder.feed,
+                    channel_fd=theirs.fileno(),
+                    cwd=self.record.spec.get("cwd"),
+                    env=self._env(),
+                    job=self._job(),
+                )
+                return child, ours, zygote
+            except ConnectionError as exc:
+                # A new channel below: a child forked before the zygote failed may hold
+                # this one (it sees its end close, and exits).
+                ours.close()
+                log.warning(
+                    "process %s: warm executor unavailable (%s); spawning",
+                    self.record.id,
+                    exc,
+                    extra={"process_id": self.record.id},
+                )
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()  # the child has its own copy
+        ours, theirs = socket.socketpair()
+        try:
+            child = await _spawn.spawn(
+                self._argv(theirs.fileno()),
+                on_output=recorder.feed,
+                cwd=self.record.spec.get("cwd"),
+                env=self._env(),
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the child has its own copy
+        return child, ours, None
+
+    def _begin(self, child: _spawn.Child, zygote: Zygote | None) -> tuple[Any, ...]:
+        """The frame that lets the executor begin: its job, unless it was forked with it."""
+        if zygote is None:
+            return frames.job(self._job())
+        if child.has_job:
+            return frames.go()
+        changed, removed = zygote.environ_difference(self._env())
+        return frames.run(changed, removed, self.record.spec.get("cwd"), self._job())
+
+    async def run(self) -> Outcome:
+        recorder = await self._recorder()
+        try:
+            child, ours, zygote = await self._start_executor(recorder)
+        except OSError as exc:
+            await recorder.close()
+            message = f"cannot start the executor: {exc}"
+            return await self._finish(
+                Status.ERROR, message, error=error_dict(type(exc).__name__, message)
+            )
+        recorder.on_drain = child.reader.resume
+        if self.context.guard is not None:
+            self.context.guard.watch(child.os_pid, child.started, self.tag)
+        fault("after_spawn")
+        channel = ExecutorChannel(ours)
+        exited = False
+        garbled = False
+        try:
+            # The first step is known now: record it with the pid, one write instead of two.
+            first = self.record.step_index
+            name = self.record.spec["steps"][first]["name"]
+            self._announced = (first, name)
+            self._step = name
+            if await self.store.set_os_pid(
+                self.claim, child.os_pid, child.started, step=self._announced
+            ):
+                # Only now may it begin: were we to die before the pid is recorded, whoever
+                # recovers the process could not tell that it ran.
+                await channel.send(self._begin(child, zygote))
+            elif not self.stop.done():
+                self.stop.set_result("lost")  # it never begins: _converse ends it
+            exited = await self._converse(child, channel)
+        except ConnectionError:
+            exited = child.process.returncode is not None
+        except FrameError as exc:
+            # Not ours to decode any further: stop the executor, record the step's error.
+            garbled = True
+            text = f"the executor sent an unreadable frame during step {self._step!r}: {exc}"
+            error = error_dict(ErrorType.EXECUTOR_PROTOCOL, text, self._step)
+            self._ending = lambda: self._finish(Status.ERROR, text, error=error)
+        except BaseException:
+            await asyncio.shield(self._end_child(child, exited=False))
+            await asyncio.shield(recorder.close())
+            channel.close()
+            raise
+        # A final frame is the executor's last word: it gets the grace period to exit.
+        last_word = self._ending is not None and not garbled
+        returncode = await ended(self, child, exited or last_word)
+        channel.close()
+        await recorder.close()
+        if self._ending is not None:
+            return await self._ending()
+        if self.stop.done():
+            return await self._stopped(self.stop.result())
+        if not exited and child.process.returncode is None:
+            return await self._timed_out()
+        if self.deadline is not None and _clock.monotonic() >= self.deadline:
+            return await self._timed_out()
+        how = describe_exit(returncode) if returncode is not None else "disappeared"
+        message = f"the executor {how} during step {self._step!r}"
+        return await self._finish(
+            Status.ERROR,
+            message,
+            exit_code=returncode,
+            error=error_dict(ErrorType.EXECUTOR_DIED, message, self._step),
+        )
+
+    async def _converse(self, child: _spawn.Child, channel: ExecutorChannel) -> bool:
+        """Handle the executor's frames until a final one, its exit, a stop or the deadline.
+
+        Returns True when the executor exited on its own.
+        """
+        exit_task = child.process.ended
+        while self._ending is None:
+            timeout = self._remaining()
+            if self._pending_progress is not None and (
+                timeout is None or timeout > _PROGRESS_INTERVAL
+            ):
+                timeout = _PROGRESS_INTERVAL
+            frame_ready = channel.ready()
+            if not frame_ready.done():
+                waits: set[asyncio.Future[Any]] = {frame_ready, exit_task, self.stop}
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if frame_ready.done():
+                frame = channel.pop()
+                if frame is None:  # EOF: the executor is exiting
+                    ends: set[asyncio.Future[Any]] = {exit_task, self.stop}
+                    await asyncio.wait(
+                        ends, timeout=self._remaining(), return_when=asyncio.FIRST_COMPLETED
+                    )
+                    return exit_task.done()
+                await self._handle(frame, channel)
+                continue
+            await self._flush_progress(force=False)
+            if self.stop.done():
+                return False
+            if exit_task.done():
+                # Frames written just before exiting are still in the socket: read them.
+                while self._ending is None:
+                    try:
+                        frame = await asyncio.wait_for(channel.next(), 1.0)
+                    except TimeoutError:
+                        break
+                    if frame is None:
+                        break
+                    await self._handle(frame, channel)
+                return True
+            if self.deadline is not None and _clock.monotonic() >= self.deadline:
+                return False
+        return False
+
+    async def _flush_progress(self, *, force: bool) -> None:
+        pending = self._pending_progress
+        if pending is None:
+            return
+        now = _clock.monotonic()
+        if force or now - self._progress_at >= _PROGRESS_INTERVAL:
+            self._pending_progress = None
+            self._progress_at = now
+            await self.store.set_progress(self.claim, pending[0], pending[1])
+            self._on_progress(self.record.id)
+
+    async def _handle(self, frame: tuple[Any, ...], channel: ExecutorChannel) -> None:
+        match parse(frame):
+            case Progress(fraction, message):
+                self._pending_progress = (fraction, message)
+                await self._flush_progress(force=False)
+            case Start(index, name):
+                self._pending_progress = None
+                self._step = name
+                if (index, name) != self._announced:
+                    await self.store.start_step(self.claim, index, name)
+                    self._on_progress(self.record.id)
+                # else: recorded with the pid already; nothing changed, nobody to wake.
+                self._announced = None
+            case Failed(_, name, error_type, message, tb):
+                text = f"step {name!r} failed: {error_type}: {message}"
+                error = error_dict(error_type, message, name, tb)
+                self._ending = lambda: self._finish(Status.ERROR, text, error=error)
+            case Done() as done:
+                await self._done(done, channel)
+
+    async def _done(self, done: Done, channel: ExecutorChannel) -> None:
+        index, name = done.index, done.name
+        try:
+            output = marshal.loads(done.output)
+            json.dumps(output, allow_nan=False)
+        except (ValueError, TypeError) as exc:
+            text = f"step {name!r} returned a value that is not JSON-serialisable: {exc}"
+            error = error_dict(ErrorType.STEP_OUTPUT, text, name)
+            self._ending = lambda: self._finish(Status.ERROR, text, error=error)
+            await _send(channel, frames.exit_now())
+            return
+        await self._flush_progress(force=True)
+        if done.pause:
+            self._ending = lambda: self._pause(index, name, output)
+            return
+        if index + 1 >= len(self.record.spec["steps"]):
+            # Recorded once the executor is gone and its output is all stored, so whoever
+            # sees "finished" also sees the complete output log. The executor exits after
+            # its last step without waiting for a word from us.
+            self._ending = lambda: self._commit_last(index, name, output)
+            return
+        fault("before_step_commit")
+        recorded = await self.store.commit_step(
+            self.claim, index, name, output, _clock.wall(), final=False
+        )
+        if not recorded:
+            self._ending = self._lost
+            await _send(channel, frames.exit_now())
+            return
+        self._on_change(self.record.id)
+        await _send(channel, frames.ack())
+
+
+async def _send(channel: ExecutorChannel, message: tuple[Any, ...]) -> None:
+    # The executor may have exited already (e.g. after a final frame): nothing to tell it.
+    with contextlib.suppress(ConnectionError):
+        await channel.send(message)
