@@ -41,7 +41,8 @@ LAYER = {
     "_wire.messages": 2,
     "_wire.channel": 3,
     # storage
-    "store": 1,
+    "store": 1,  # the package: the protocol and records, re-exported
+    "store.protocol": 1,
     "_aiosqlite": 1,
     "_rows": 2,
     "sqlite_store": 3,

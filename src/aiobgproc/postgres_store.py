@@ -392,10 +392,6 @@ class PostgresStore(ClaimedUpdates):
         rows: list[Any] = await self._write(body, [], single=True)
         return sorted((record(row) for row in rows), key=lambda r: (r.created_at, r.id))
 
-    async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
-        claimed = await self.claim(owner, now, 1)
-        return claimed[0] if claimed else None
-
     async def _update_claimed(
         self, claim: Claim, assignments: str, values: tuple[Any, ...]
     ) -> bool:

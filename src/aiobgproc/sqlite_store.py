@@ -665,22 +665,6 @@ class SQLiteStore(ClaimedUpdates):
         rows: list[Any] = await self._write(body, [], single=True)
         return sorted((_record(row) for row in rows), key=lambda r: (r.created_at, r.id))
 
-    async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
-        def body(db: Conn) -> Any:
-            return _one(
-                db,
-                "UPDATE processes SET status = 'running', owner = ?, claim_token = claim_token + 1,"
-                " attempts = attempts + 1 - continuing, continuing = 0,"
-                " started_at = coalesce(started_at, ?), os_pid = NULL, os_pid_started = NULL"
-                " WHERE id = (SELECT id FROM processes WHERE status = 'queued'"
-                " ORDER BY created_at, id LIMIT 1) AND status = 'queued'"
-                f" RETURNING {_COLUMNS}",
-                (owner, now),
-            )
-
-        row = await self._write(body, None, single=True)
-        return None if row is None else _record(row)
-
     async def _update_claimed(
         self, claim: Claim, assignments: str, values: tuple[Any, ...]
     ) -> bool:
