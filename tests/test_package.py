@@ -43,6 +43,7 @@ LAYER = {
     # storage
     "store": 1,  # the package: the protocol and records, re-exported
     "store.protocol": 1,
+    "store.schema": 1,
     "_aiosqlite": 1,
     "_rows": 2,
     "sqlite_store": 3,

@@ -27,72 +27,13 @@ from ._rows import insert as insert_statement
 from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
+from .store import schema as _schema
 
 T = TypeVar("T")
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = _schema.VERSION
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")  # short enough for the NOTIFY channel name
 _TABLES = re.compile(r"\b(processes|output_chunks|step_outputs|managers)\b")
 
-_SCHEMA_V1: Final = """
-CREATE TABLE {s}.processes (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    input TEXT,
-    output TEXT,
-    error TEXT,
-    step TEXT,
-    step_index INTEGER NOT NULL DEFAULT 0,
-    steps_total INTEGER NOT NULL DEFAULT 0,
-    progress DOUBLE PRECISION,
-    progress_message TEXT,
-    exit_code INTEGER,
-    os_pid INTEGER,
-    os_pid_started DOUBLE PRECISION,
-    owner TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    timeout DOUBLE PRECISION,
-    output_size BIGINT NOT NULL DEFAULT 0,
-    output_truncated INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    claim_token INTEGER NOT NULL DEFAULT 0,
-    continuing INTEGER NOT NULL DEFAULT 0,
-    created_at DOUBLE PRECISION NOT NULL,
-    started_at DOUBLE PRECISION,
-    finished_at DOUBLE PRECISION
-);
-CREATE INDEX processes_by_status ON {s}.processes (status, created_at, id);
-CREATE INDEX processes_by_created ON {s}.processes (created_at, id);
-CREATE INDEX processes_by_owner ON {s}.processes (owner) WHERE owner IS NOT NULL;
-CREATE TABLE {s}.output_chunks (
-    process_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    data BYTEA NOT NULL,
-    PRIMARY KEY (process_id, seq)
-);
-CREATE TABLE {s}.step_outputs (
-    process_id TEXT NOT NULL,
-    step_index INTEGER NOT NULL,
-    step_name TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    output TEXT NOT NULL,
-    committed_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (process_id, step_index)
-);
-CREATE TABLE {s}.managers (
-    id TEXT PRIMARY KEY,
-    hostname TEXT NOT NULL,
-    boot_id TEXT NOT NULL,
-    os_pid INTEGER NOT NULL,
-    os_pid_started DOUBLE PRECISION,
-    runs INTEGER NOT NULL,
-    lease DOUBLE PRECISION NOT NULL,
-    started_at DOUBLE PRECISION NOT NULL,
-    heartbeat_at DOUBLE PRECISION NOT NULL,
-    heartbeat_boottime DOUBLE PRECISION NOT NULL
-)
-"""
 # Installed on stores of any version (older managers on the same store keep sending their own
 # NOTIFY too: PostgreSQL folds identical notifications of one transaction into one).
 _NOTIFY_TRIGGER = """
@@ -255,9 +196,8 @@ class PostgresStore(ClaimedUpdates):
                         f"schema {self.schema!r} holds tables of something else, not an"
                         " aiobgproc store"
                     )
-                for statement in _SCHEMA_V1.format(s=self.schema).split(";"):
-                    if statement.strip():
-                        await conn.execute(statement)
+                for statement in _schema.create("postgres", self.schema):
+                    await conn.execute(statement)
                 await conn.execute(
                     f"INSERT INTO {self.schema}.meta VALUES ('schema_version', $1)",
                     str(SCHEMA_VERSION),

@@ -43,78 +43,18 @@ from ._rows import record as _record
 from .errors import StoreError
 from .models import Status
 from .store import Claim, ManagerRecord, NewProcess, ProcessRecord
+from .store import schema as _schema
 
 APPLICATION_ID: Final = 0x61626770  # "abgp": marks a file as ours
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = _schema.VERSION
 PAGE_SIZE: Final = 4096
 CACHE_KIB: Final = 8192
 CHECKPOINT_BYTES: Final = 16 << 20
 _MIN_DATABASE_BYTES: Final = 512  # the smallest SQLite page: a database is at least one
 BUSY_TIMEOUT_MS: Final = 30_000  # how long a write waits for another connection's lock
 
-_SCHEMA_V1: Final = """
-CREATE TABLE processes (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    input TEXT,
-    output TEXT,
-    error TEXT,
-    step TEXT,
-    step_index INTEGER NOT NULL DEFAULT 0,
-    steps_total INTEGER NOT NULL DEFAULT 0,
-    progress REAL,
-    progress_message TEXT,
-    exit_code INTEGER,
-    os_pid INTEGER,
-    os_pid_started REAL,
-    owner TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    timeout REAL,
-    output_size INTEGER NOT NULL DEFAULT 0,
-    output_truncated INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    claim_token INTEGER NOT NULL DEFAULT 0,
-    continuing INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL
-);
-CREATE INDEX processes_by_status ON processes (status, created_at, id);
-CREATE INDEX processes_by_created ON processes (created_at, id);
-CREATE INDEX processes_by_owner ON processes (owner) WHERE owner IS NOT NULL;
-CREATE TABLE output_chunks (
-    process_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE UNIQUE INDEX output_chunks_by_process ON output_chunks (process_id, seq);
-CREATE TABLE step_outputs (
-    process_id TEXT NOT NULL,
-    step_index INTEGER NOT NULL,
-    step_name TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    output TEXT NOT NULL,
-    committed_at REAL NOT NULL,
-    PRIMARY KEY (process_id, step_index)
-) WITHOUT ROWID;
-CREATE TABLE managers (
-    id TEXT PRIMARY KEY,
-    hostname TEXT NOT NULL,
-    boot_id TEXT NOT NULL,
-    os_pid INTEGER NOT NULL,
-    os_pid_started REAL,
-    runs INTEGER NOT NULL,
-    lease REAL NOT NULL,
-    started_at REAL NOT NULL,
-    heartbeat_at REAL NOT NULL,
-    heartbeat_boottime REAL NOT NULL
-);
-"""
-
 # Migrations from version N to N+1, run in one transaction each; index 0 creates version 1.
-_MIGRATIONS: Final[tuple[str, ...]] = (_SCHEMA_V1,)
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (tuple(_schema.create("sqlite")),)
 
 _SHORT_WRITE_BYTES: Final = 64 * 1024  # more output than this is written in the thread
 _SHORT_LIST: Final = 1000  # rows a listing may read in the event loop's thread
@@ -404,9 +344,8 @@ class SQLiteStore(ClaimedUpdates):
                 f"aiobgproc understands ({SCHEMA_VERSION}); upgrade aiobgproc"
             )
         for step in range(version, SCHEMA_VERSION):
-            for statement in _MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in _MIGRATIONS[step]:
+                db.execute(statement)
             db.execute(f"PRAGMA user_version = {step + 1}")
 
     def _enable_wal(self, db: Conn) -> None:
