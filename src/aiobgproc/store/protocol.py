@@ -8,7 +8,7 @@ attempt) and reports whether the change happened, so two managers never overwrit
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,6 +122,11 @@ class ManagerRecord:
 class Store(Protocol):
     """Persistence for processes. Implementations: store.sqlite.SQLiteStore and
     store.postgres.PostgresStore."""
+
+    on_change: Callable[[], None] | None
+    """Set by the manager: called (in the event loop's thread) whenever the store learns that
+    another connection changed a process, so that waiters wake without polling. A store that
+    cannot tell (SQLite: ``data_version`` is polled) never calls it."""
 
     async def open(self) -> None: ...
 
