@@ -24,6 +24,8 @@ MANAGER_COLUMNS: Final = (
 )
 
 
+# Rows are read field by field, each column named where it is read (here, in record, and
+# in manager_row the other way): the mappings look alike by shape, not by content.
 def manager_record(row: Sequence[Any]) -> ManagerRecord:
     return ManagerRecord(
         id=row[0],
@@ -40,7 +42,7 @@ def manager_record(row: Sequence[Any]) -> ManagerRecord:
 
 
 def manager_row(manager: ManagerRecord) -> tuple[Any, ...]:
-    """A manager as the values of MANAGER_COLUMNS."""
+    """A manager as the values of MANAGER_COLUMNS (manager_record's inverse)."""
     return (
         manager.id,
         manager.hostname,

@@ -56,51 +56,50 @@ class Index:
     where: str = ""
 
 
-def _c(name: str, type_: str, constraint: str = "") -> Column:
-    return Column(name, type_, constraint)
-
-
+# The tables, one column a line, in the order the DDL has always listed them (the order
+# rows.COLUMNS and MANAGER_COLUMNS read them in, but for ``continuing``, which no record
+# shows). The tables look alike by shape: they are data, rendered by create() below.
 NOT_NULL: Final = "NOT NULL"
 ZERO: Final = "NOT NULL DEFAULT 0"
 
 PROCESSES: Final = Table(
     "processes",
     (
-        _c("id", "text", "PRIMARY KEY"),
-        _c("kind", "text", NOT_NULL),
-        _c("status", "text", NOT_NULL),
-        _c("spec", "text", NOT_NULL),  # JSON, as every *text* column below but step names
-        _c("input", "text"),
-        _c("output", "text"),
-        _c("error", "text"),
-        _c("step", "text"),
-        _c("step_index", "int", ZERO),
-        _c("steps_total", "int", ZERO),
-        _c("progress", "real"),
-        _c("progress_message", "text"),
-        _c("exit_code", "int"),
-        _c("os_pid", "int"),
-        _c("os_pid_started", "real"),
-        _c("owner", "text"),
-        _c("attempts", "int", ZERO),
-        _c("timeout", "real"),
-        _c("output_size", "int64", ZERO),
-        _c("output_truncated", "int", ZERO),
-        _c("cancel_requested", "int", ZERO),
-        _c("claim_token", "int", ZERO),
+        Column("id", "text", "PRIMARY KEY"),
+        Column("kind", "text", NOT_NULL),
+        Column("status", "text", NOT_NULL),
+        Column("spec", "text", NOT_NULL),  # JSON, as every *text* column below but step names
+        Column("input", "text"),
+        Column("output", "text"),
+        Column("error", "text"),
+        Column("step", "text"),
+        Column("step_index", "int", ZERO),
+        Column("steps_total", "int", ZERO),
+        Column("progress", "real"),
+        Column("progress_message", "text"),
+        Column("exit_code", "int"),
+        Column("os_pid", "int"),
+        Column("os_pid_started", "real"),
+        Column("owner", "text"),
+        Column("attempts", "int", ZERO),
+        Column("timeout", "real"),
+        Column("output_size", "int64", ZERO),
+        Column("output_truncated", "int", ZERO),
+        Column("cancel_requested", "int", ZERO),
+        Column("claim_token", "int", ZERO),
         # 1 while a proceeded process is queued: its next claim continues the same attempt.
-        _c("continuing", "int", ZERO),
-        _c("created_at", "real", NOT_NULL),
-        _c("started_at", "real"),
-        _c("finished_at", "real"),
+        Column("continuing", "int", ZERO),
+        Column("created_at", "real", NOT_NULL),
+        Column("started_at", "real"),
+        Column("finished_at", "real"),
     ),
 )
 OUTPUT_CHUNKS: Final = Table(
     "output_chunks",
     (
-        _c("process_id", "text", NOT_NULL),
-        _c("seq", "int", NOT_NULL),
-        _c("data", "bytes", NOT_NULL),
+        Column("process_id", "text", NOT_NULL),
+        Column("seq", "int", NOT_NULL),
+        Column("data", "bytes", NOT_NULL),
     ),
     primary_key=("process_id", "seq"),
     sqlite_unique_index="output_chunks_by_process",
@@ -108,12 +107,12 @@ OUTPUT_CHUNKS: Final = Table(
 STEP_OUTPUTS: Final = Table(
     "step_outputs",
     (
-        _c("process_id", "text", NOT_NULL),
-        _c("step_index", "int", NOT_NULL),
-        _c("step_name", "text", NOT_NULL),
-        _c("attempt", "int", NOT_NULL),
-        _c("output", "text", NOT_NULL),
-        _c("committed_at", "real", NOT_NULL),
+        Column("process_id", "text", NOT_NULL),
+        Column("step_index", "int", NOT_NULL),
+        Column("step_name", "text", NOT_NULL),
+        Column("attempt", "int", NOT_NULL),
+        Column("output", "text", NOT_NULL),
+        Column("committed_at", "real", NOT_NULL),
     ),
     primary_key=("process_id", "step_index"),
     without_rowid=True,
@@ -121,16 +120,16 @@ STEP_OUTPUTS: Final = Table(
 MANAGERS: Final = Table(
     "managers",
     (
-        _c("id", "text", "PRIMARY KEY"),
-        _c("hostname", "text", NOT_NULL),
-        _c("boot_id", "text", NOT_NULL),
-        _c("os_pid", "int", NOT_NULL),
-        _c("os_pid_started", "real"),
-        _c("runs", "int", NOT_NULL),
-        _c("lease", "real", NOT_NULL),
-        _c("started_at", "real", NOT_NULL),
-        _c("heartbeat_at", "real", NOT_NULL),
-        _c("heartbeat_boottime", "real", NOT_NULL),
+        Column("id", "text", "PRIMARY KEY"),
+        Column("hostname", "text", NOT_NULL),
+        Column("boot_id", "text", NOT_NULL),
+        Column("os_pid", "int", NOT_NULL),
+        Column("os_pid_started", "real"),
+        Column("runs", "int", NOT_NULL),
+        Column("lease", "real", NOT_NULL),
+        Column("started_at", "real", NOT_NULL),
+        Column("heartbeat_at", "real", NOT_NULL),
+        Column("heartbeat_boottime", "real", NOT_NULL),
     ),
 )
 INDEXES: Final = (
