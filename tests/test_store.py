@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from aiobgproc import AiobgprocError, Command, Manager, Status, StoreError
-from aiobgproc.sqlite_store import SQLiteStore
 from aiobgproc.store import NewProcess
+from aiobgproc.store.sqlite import SQLiteStore
 
 
 async def _open_fails(path: Path | str) -> StoreError:

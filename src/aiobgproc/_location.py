@@ -51,11 +51,11 @@ def open_store(location: str | bytes | os.PathLike[str] | Store | None) -> Store
             # As in SQLAlchemy: sqlite:///relative.db and sqlite:////absolute/path.db
             text = path[1:] if path.startswith("/") else path
         elif scheme in ("postgresql", "postgres"):
-            from .postgres_store import PostgresStore
+            from .store.postgres import PostgresStore
 
             return PostgresStore(text)
         else:
             raise StoreError(f"unknown store URL scheme {parts.scheme!r} in {text!r}")
-    from .sqlite_store import SQLiteStore  # imported here: the manager knows only the protocol
+    from .store.sqlite import SQLiteStore  # imported here: the manager knows only the protocol
 
     return SQLiteStore(os.path.expanduser(text))

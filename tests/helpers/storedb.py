@@ -2,33 +2,29 @@
 short-lived asyncpg connection (in a thread of its own, so it works inside a running event
 loop) for a ``postgresql://...?schema=NAME`` URL.
 
-SQL is written once, in SQLite's dialect with ``?`` placeholders; both stores have the same
-tables and columns.
+SQL is written once, with ``?`` placeholders (numbered for PostgreSQL by the store's own
+``store.sql.numbered``) and plain table names (the PostgreSQL connection's search path is
+the store's schema); both stores have the same tables and columns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
 
-from aiobgproc.postgres_store import split_url
+from aiobgproc.store.postgres_schema import split_url
+from aiobgproc.store.sql import numbered
 
 Row = tuple[Any, ...]
 
 
 def is_postgres(store: str | os.PathLike[str]) -> bool:
     return os.fspath(store).startswith(("postgresql://", "postgres://"))
-
-
-def _numbered(sql: str) -> str:
-    counter = iter(range(1, 1000))
-    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
 
 
 def _postgres(url: str, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
@@ -41,7 +37,7 @@ def _postgres(url: str, statements: Sequence[tuple[str, Sequence[Any]]]) -> list
         try:
             results = []
             for sql, params in statements:
-                records = await connection.fetch(_numbered(sql), *params)
+                records = await connection.fetch(numbered(sql), *params)
                 results.append([tuple(record) for record in records])
             return results
         finally:

@@ -8,12 +8,12 @@ attempt) and reports whether the change happened, so two managers never overwrit
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._clock import to_datetime
-from .models import ErrorInfo, ProcessInfo, Status
+from .._clock import to_datetime
+from ..models import ErrorInfo, ProcessInfo, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,13 @@ class ManagerRecord:
 
 
 class Store(Protocol):
-    """Persistence for processes. Implementations: SQLiteStore (and later PostgreSQL)."""
+    """Persistence for processes. Implementations: store.sqlite.SQLiteStore and
+    store.postgres.PostgresStore."""
+
+    on_change: Callable[[], None] | None
+    """Set by the manager: called (in the event loop's thread) whenever the store learns that
+    another connection changed a process, so that waiters wake without polling. A store that
+    cannot tell (SQLite: ``data_version`` is polled) never calls it."""
 
     async def open(self) -> None: ...
 
@@ -141,10 +147,6 @@ class Store(Protocol):
     async def list_processes(
         self, statuses: Sequence[Status] | None, limit: int
     ) -> list[ProcessRecord]: ...
-
-    async def claim_next(self, owner: str, now: float) -> ProcessRecord | None:
-        """Move the oldest queued process to running for ``owner``; None when none is queued."""
-        ...
 
     async def claim(self, owner: str, now: float, limit: int) -> list[ProcessRecord]:
         """Move up to ``limit`` of the oldest queued processes to running for ``owner``."""
@@ -270,7 +272,3 @@ class Store(Protocol):
     async def check(self) -> list[str]:
         """Problems found by an integrity check (empty when the store is sound)."""
         ...
-
-
-def ids_of(records: Iterable[ProcessRecord]) -> list[str]:
-    return [record.id for record in records]

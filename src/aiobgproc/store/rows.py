@@ -1,0 +1,130 @@
+"""Rows as records, and records as rows: the same columns and the same JSON in every store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ..errors import StoreError
+from ..models import Status
+from .protocol import ManagerRecord, NewProcess, ProcessRecord
+
+COLUMNS: Final = (
+    "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
+    "progress_message, exit_code, os_pid, os_pid_started, owner, attempts, timeout, "
+    "output_size, output_truncated, cancel_requested, claim_token, created_at, started_at,"
+    " finished_at"
+)
+
+
+MANAGER_COLUMNS: Final = (
+    "id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at, heartbeat_at,"
+    " heartbeat_boottime"
+)
+
+
+# Rows are read field by field, each column named where it is read (here, in record, and
+# in manager_row the other way): the mappings look alike by shape, not by content.
+def manager_record(row: Sequence[Any]) -> ManagerRecord:
+    return ManagerRecord(
+        id=row[0],
+        hostname=row[1],
+        boot_id=row[2],
+        os_pid=row[3],
+        os_pid_started=row[4],
+        runs=bool(row[5]),
+        lease=row[6],
+        started_at=row[7],
+        heartbeat_at=row[8],
+        heartbeat_boottime=row[9],
+    )
+
+
+def manager_row(manager: ManagerRecord) -> tuple[Any, ...]:
+    """A manager as the values of MANAGER_COLUMNS (manager_record's inverse)."""
+    return (
+        manager.id,
+        manager.hostname,
+        manager.boot_id,
+        manager.os_pid,
+        manager.os_pid_started,
+        int(manager.runs),
+        manager.lease,
+        manager.started_at,
+        manager.heartbeat_at,
+        manager.heartbeat_boottime,
+    )
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+_QUEUED: Final = Status.QUEUED.value
+_RUNNING: Final = Status.RUNNING.value
+
+
+def insert_params(process: NewProcess, owner: str | None) -> tuple[Any, ...]:
+    """The values sql.INSERT stores for a new process: queued, or (``owner``) already claimed
+    by that manager, as its first claim would leave it."""
+    claimed = owner is not None
+    return (
+        process.id,
+        process.kind,
+        _RUNNING if claimed else _QUEUED,
+        process.spec_json(),
+        dumps(process.input),
+        process.timeout,
+        process.steps_total,
+        process.created_at,
+        owner,
+        1 if claimed else 0,
+        1 if claimed else 0,
+        process.created_at if claimed else None,
+    )
+
+
+def record(row: Sequence[Any], *, full: bool = True) -> ProcessRecord:
+    """A process row as a record; a row that cannot be decoded (a damaged store) raises
+    StoreError. ``full=False`` (listings) skips decoding the spec and input, which
+    ProcessInfo never shows."""
+    try:
+        return _record(row, full)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        name = row[0] if row and isinstance(row[0], str) else "?"
+        raise StoreError(f"the store is damaged: process {name!r} cannot be read ({exc})") from None
+
+
+def _record(row: Sequence[Any], full: bool) -> ProcessRecord:
+    return ProcessRecord(
+        id=row[0],
+        kind=row[1],
+        status=Status(row[2]),
+        spec=json.loads(row[3]) if full else {},
+        input=loads(row[4]) if full else None,
+        output=loads(row[5]),
+        error=loads(row[6]),
+        step=row[7],
+        step_index=row[8],
+        steps_total=row[9],
+        progress=row[10],
+        progress_message=row[11],
+        exit_code=row[12],
+        os_pid=row[13],
+        os_pid_started=row[14],
+        owner=row[15],
+        attempts=row[16],
+        timeout=row[17],
+        output_size=row[18],
+        output_truncated=bool(row[19]),
+        cancel_requested=bool(row[20]),
+        claim_token=row[21],
+        created_at=row[22],
+        started_at=row[23],
+        finished_at=row[24],
+    )

@@ -1,0 +1,223 @@
+"""The SQLite store: one file, WAL, shared safely by any number of OS processes.
+
+Its habits (busy timeout first, BEGIN IMMEDIATE writes, WAL retried, compare-and-set) are
+described in ``sqlite_file``; how an operation runs (one function call, in the event loop's
+thread or the connection thread, grouped into one commit with others) in
+``sqlite_connection``. The SQL both stores share is ``sql``'s, run through ``shared``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, final
+
+import aiosqlite
+
+from .. import _aiosqlite as _aio
+from .._faults import fault
+from ..errors import StoreError
+from ..models import Status
+from . import sql
+from .protocol import Claim, ManagerRecord, ProcessRecord
+from .rows import dumps, loads, manager_row, record
+from .shared import Rollback, SharedOperations
+from .sqlite_connection import BUSY_TIMEOUT_MS, Conn, SQLiteConnection
+from .sqlite_file import check_path, not_sqlite, one, prepare
+
+_SHORT_WRITE_BYTES: Final = 64 * 1024  # more output than this is written in the thread
+_SHORT_LIST: Final = 1000  # rows a listing may read in the event loop's thread
+_SQL: Final = sql.SQLITE
+# The update that follows a recorded step, for each of sql.STEP_ENDS.
+_AFTER_STEP: Final = {end: _SQL[sql.update_claimed(end)] for end in sql.STEP_ENDS}
+
+
+def _all(db: Conn, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+    return db.execute(statement, params).fetchall()
+
+
+@final
+class SQLiteStore(SharedOperations, SQLiteConnection):
+    """A Store in one SQLite file, created on first use. Safe to share between OS processes."""
+
+    _sql = _SQL
+    _CLAIM = (
+        sql.CLAIM_SET + " WHERE id IN (SELECT id FROM {processes} WHERE status = {queued}"
+        # "+": look the claimed ids up by primary key. A plain status test here
+        # makes SQLite walk every queued row's index entry (O(queue) per claim).
+        " ORDER BY created_at, id LIMIT ?) AND +status = {queued} RETURNING {columns}"
+    )
+    on_change: Callable[[], None] | None = None  # never called: data_version is polled
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(Path(path))
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        check_path(self.path)
+        try:
+            # check_same_thread=False: short operations run in the event loop's thread when
+            # the connection thread is idle (see _read and _commit_here); never both at once.
+            db = await aiosqlite.connect(
+                self.path,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {str(self.path)!r}: {exc}") from None
+        try:
+            # The whole set-up in one hop to the connection thread.
+            self._checkpoint_pages = await _aio.in_thread(db, prepare, _aio.raw(db), self.path)
+        except BaseException as exc:
+            await db.close()
+            if not_sqlite(exc):
+                raise StoreError(
+                    f"{str(self.path)!r} is not an aiobgproc store (not an SQLite file)"
+                ) from None
+            if isinstance(exc, sqlite3.Error | UnicodeDecodeError):  # the latter: damaged
+                raise StoreError(f"cannot open store {str(self.path)!r}: {exc}") from None
+            raise
+        self._db = db
+
+    # -- the primitives of SharedOperations --------------------------------------------------
+
+    def _change(self, statement: str, params: tuple[Any, ...]) -> Awaitable[int]:
+        return self._write(lambda db: db.execute(statement, params).rowcount, 0, single=True)
+
+    def _returned(self, statement: str, params: tuple[Any, ...]) -> Awaitable[list[Any]]:
+        empty: list[Any] = []
+        return self._write(lambda db: db.execute(statement, params).fetchall(), empty, single=True)
+
+    def _row(self, statement: str, params: tuple[Any, ...]) -> Awaitable[Any]:
+        return self._read(one, statement, params)
+
+    def _rows(
+        self, statement: str, params: tuple[Any, ...], *, long: bool = False
+    ) -> Awaitable[list[Any]]:
+        return (self._call if long else self._read)(_all, statement, params)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    async def list_processes(
+        self, statuses: Sequence[Status] | None, limit: int
+    ) -> list[ProcessRecord]:
+        if statuses is None:
+            statement = _SQL[sql.LIST]
+            params: tuple[Any, ...] = (limit,)
+        else:
+            marks = ", ".join("?" for _ in statuses)
+            statement = _SQL[sql.list_where(f"IN ({marks})")]
+            params = (*(str(status) for status in statuses), limit)
+        # One index range, a page of rows: short. Several statuses (a sort) or a long page may
+        # take milliseconds: not in the event loop's thread.
+        short = limit <= _SHORT_LIST and (statuses is None or len(statuses) <= 1)
+        rows = await (self._read if short else self._call)(_all, statement, params)
+        return [record(row, full=False) for row in rows]
+
+    def _step_and(
+        self, claim: Claim, step: tuple[Any, ...], end: str, values: tuple[Any, ...]
+    ) -> Awaitable[bool]:
+        record_step, update = _SQL[sql.RECORD_STEP], _AFTER_STEP[end]
+        claimed = _claim_params(claim)
+
+        def body(db: Conn) -> bool:
+            if db.execute(record_step, (*step, *claimed)).rowcount != 1:
+                return False
+            if db.execute(update, (*values, *claimed)).rowcount != 1:
+                raise Rollback
+            return True
+
+        return self._write(body, False)
+
+    async def proceed(self, process_id: str, data: dict[str, Any], now: float) -> bool:
+        def body(db: Conn) -> bool:
+            row = one(db, _SQL[sql.PROCEED_READ], (process_id,))
+            if row is None:
+                return False
+            fault("in_proceed")
+            merged = dumps({**(loads(row[0]) or {}), **data})
+            if row[1] >= row[2]:  # paused after the last step: proceeding finishes it
+                db.execute(_SQL[sql.PROCEED_FINISH], (merged, merged, now, process_id))
+            else:
+                db.execute(_SQL[sql.PROCEED_QUEUE], (merged, process_id))
+            return True
+
+        return await self._write(body, False)
+
+    async def cancel(self, process_id: str, now: float) -> tuple[Status, ProcessRecord] | None:
+        def body(db: Conn) -> tuple[str, Any] | None:
+            before = one(db, _SQL[sql.CANCEL_READ], (process_id,))
+            if before is None or before[0] not in sql.CANCELLABLE:
+                return None
+            row = one(db, _SQL[sql.CANCEL], (now, process_id, before[0]))
+            return None if row is None else (before[0], row)
+
+        result = await self._write(body, None)
+        return None if result is None else (Status(result[0]), record(result[1]))
+
+    # -- output ------------------------------------------------------------------------------
+
+    async def append_output(
+        self, claim: Claim, seq: int, data: bytes, output_size: int, truncated: bool
+    ) -> bool:
+        def body(db: Conn) -> bool:
+            cursor = db.execute(
+                _SQL[sql.OUTPUT_SIZE], (output_size, int(truncated), *_claim_params(claim))
+            )
+            if cursor.rowcount != 1:
+                raise Rollback
+            if data:
+                db.execute(_SQL[sql.OUTPUT_CHUNK], (claim.process_id, seq, data))
+            return True
+
+        return await self._write(body, False, long=len(data) > _SHORT_WRITE_BYTES)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    async def prune(self, finished_before: float) -> int:
+        chunks, steps, processes = (_SQL[statement] for statement in sql.PRUNE)
+
+        def body(db: Conn) -> int:
+            db.execute(chunks, (finished_before,))
+            db.execute(steps, (finished_before,))
+            return int(db.execute(processes, (finished_before,)).rowcount)
+
+        return await self._write(body, 0, long=True)
+
+    async def clock(self) -> float:
+        return time.time()  # one host: its own clock
+
+    async def change_counter(self) -> int:
+        row = await self._read(one, "PRAGMA data_version")
+        return 0 if row is None else int(row[0])
+
+    def changed(self) -> dict[str, str] | None:
+        return None  # data_version says that something changed, not what
+
+    async def register_manager(self, manager: ManagerRecord) -> None:
+        statement = (
+            "INSERT OR REPLACE INTO {managers} ({manager_columns})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        await self._change(_SQL[statement], manager_row(manager))
+
+    async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:
+        statement = "UPDATE {managers} SET heartbeat_at = ?, heartbeat_boottime = ? WHERE id = ?"
+        return await self._change(_SQL[statement], (now, boottime, manager_id)) == 1
+
+    async def check(self) -> list[str]:
+        rows = await self._call(_all, "PRAGMA integrity_check", ())
+        problems = [str(row[0]) for row in rows]
+        return [] if problems == ["ok"] else problems
+
+
+def _claim_params(claim: Claim) -> tuple[str, str, int]:
+    return (claim.process_id, claim.owner, claim.token)
