@@ -117,9 +117,7 @@ def test_modules_import_only_from_lower_layers() -> None:
         for imported in _imports(path):
             if imported not in LAYER:
                 continue  # a package's __init__ (re-exports only)
-            if LAYER[imported] >= LAYER[name] and not (
-                name == "_location" and imported.endswith("_store")
-            ):
+            if LAYER[imported] >= LAYER[name]:
                 problems.append(
                     f"{name} (layer {LAYER[name]}) imports {imported} (layer {LAYER[imported]})"
                 )

@@ -116,6 +116,20 @@ class Runner:
         env[ATTEMPT_VARIABLE] = str(self.record.attempts)
         return env
 
+    async def _not_started(self, recorder: OutputRecorder, exc: OSError, message: str) -> Outcome:
+        """The child could not be started: the run ends as error."""
+        await recorder.close()
+        return await self._finish(
+            Status.ERROR, message, error=error_dict(type(exc).__name__, message)
+        )
+
+    def _started(self, child: _spawn.Child, recorder: OutputRecorder) -> None:
+        """The child runs: its output may be paused and resumed, the guard watches it."""
+        recorder.on_drain = child.reader.resume
+        if self.context.guard is not None:
+            self.context.guard.watch(child.os_pid, child.started, self.tag)
+        fault("after_spawn")
+
     async def _finish(self, status: Status, message: str | None = None, **fields: Any) -> Outcome:
         recorded = await self.store.finish(self.claim, status, _clock.wall(), **fields)
         if not recorded:
@@ -201,15 +215,9 @@ class CommandRunner(Runner):
                 spec["argv"], on_output=recorder.feed, cwd=spec.get("cwd"), env=self._env()
             )
         except OSError as exc:
-            await recorder.close()
             message = f"cannot run {spec['argv'][0]!r}: {exc.strerror or exc}"
-            return await self._finish(
-                Status.ERROR, message, error=error_dict(type(exc).__name__, message)
-            )
-        recorder.on_drain = child.reader.resume
-        if self.context.guard is not None:
-            self.context.guard.watch(child.os_pid, child.started, self.tag)
-        fault("after_spawn")
+            return await self._not_started(recorder, exc, message)
+        self._started(child, recorder)
         try:
             if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
                 self.stop.set_result("lost") if not self.stop.done() else None

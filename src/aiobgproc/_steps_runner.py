@@ -167,15 +167,8 @@ class StepsRunner(Runner):
         try:
             child, ours, zygote = await self._start_executor(recorder)
         except OSError as exc:
-            await recorder.close()
-            message = f"cannot start the executor: {exc}"
-            return await self._finish(
-                Status.ERROR, message, error=error_dict(type(exc).__name__, message)
-            )
-        recorder.on_drain = child.reader.resume
-        if self.context.guard is not None:
-            self.context.guard.watch(child.os_pid, child.started, self.tag)
-        fault("after_spawn")
+            return await self._not_started(recorder, exc, f"cannot start the executor: {exc}")
+        self._started(child, recorder)
         channel = ExecutorChannel(ours)
         exited = False
         garbled = False

@@ -56,8 +56,7 @@ class Watcher:
 
     async def opened(self) -> None:
         self.counter_at_open = await self.store.change_counter()
-        if hasattr(self.store, "on_change"):
-            self.store.on_change = self.store_changed.set
+        self.store.on_change = self.store_changed.set
 
     async def watch(self) -> None:
         """Notice what other OS processes change in the store: new work, cancels, finishes.
