@@ -32,8 +32,9 @@ LAYER = {
     "_child.guard": 4,  # at kill time only, it borrows the manager side's tree finder
     # the manager's side of OS processes
     "_os.pidtime": 1,
+    "_os.pidfd": 1,
     "_os.boot": 1,
-    "_os.host": 1,
+    "_os.host": 2,
     "_os.tree": 2,
     "_os.zygote": 2,
     "_os.guard": 2,

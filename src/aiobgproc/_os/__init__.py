@@ -1,5 +1,5 @@
 """The manager's side of OS processes: spawning children (``spawn``), the exit of a child
-watched through its pidfd (``spawn.PidfdProcess``), a run's whole tree found and stopped
+watched through its pidfd (``pidfd.PidfdProcess``), a run's whole tree found and stopped
 (``tree``), telling a process from a later one with its pid (``pidtime``), this host's
 identity (``host``), the clients of the warm executor (``zygote``) and of the guard
 (``guard``), and the command lines that start our own child processes (``boot``).

@@ -15,6 +15,8 @@ from functools import cache
 
 import psutil
 
+from .pidtime import create_time
+
 
 @cache
 def hostname() -> str:
@@ -43,14 +45,6 @@ def boottime() -> float:
     return time.clock_gettime(clock)
 
 
-def process_started(os_pid: int) -> float | None:
-    """The OS create time of a process, or None if it does not exist."""
-    try:
-        return psutil.Process(os_pid).create_time()
-    except psutil.Error:
-        return None
-
-
 def is_running(os_pid: int | None, started: float | None) -> bool:
     """Whether the process ``os_pid`` created at ``started`` still runs (pid reuse checked)."""
     if os_pid is None or started is None:
@@ -77,4 +71,4 @@ class Identity:
     @classmethod
     def here(cls, manager_id: str) -> Identity:
         pid = os.getpid()
-        return cls(manager_id, hostname(), boot_id(), pid, process_started(pid))
+        return cls(manager_id, hostname(), boot_id(), pid, create_time(pid))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from .. import _clock
+from . import pidfd as _pidfd
 from . import pidtime as _pidtime
 from . import tree as _tree
 from .zygote import Zygote
@@ -179,9 +180,9 @@ async def spawn(
     process: ProcessHandle
     before = _pidtime.boot_clock_ns()
     try:
-        if _PIDFD:
+        if _pidfd.WORKS:
             # As asyncio itself does: Popen forks and execs synchronously, in the loop thread.
-            process = PidfdProcess(subprocess.Popen(argv, **options))  # noqa: ASYNC220
+            process = _pidfd.PidfdProcess(subprocess.Popen(argv, **options))  # noqa: ASYNC220
         else:
             process = AsyncioProcess(await asyncio.create_subprocess_exec(*argv, **options))
     except BaseException:
@@ -191,72 +192,6 @@ async def spawn(
         os.close(write_fd)
     started = _pidtime.new_child_create_time(process.pid, before, _pidtime.boot_clock_ns())
     return await _adopt(process, read_fd, on_output, started)
-
-
-def _pidfd_works() -> bool:
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return False
-    return True
-
-
-_PIDFD = _pidfd_works()
-"""Whether children can be watched by pidfd here (Linux >= 5.3): then spawn() reaps them
-itself, and asyncio's child watcher (on 3.11 a thread per child) is not involved."""
-
-
-class PidfdProcess:
-    """A child started by subprocess.Popen, reaped when its pidfd becomes readable in the
-    event loop: the part of asyncio.subprocess.Process the runners use, without a watcher
-    thread per child (~0.5 ms of CPU and a thread start each). Only ever waits for its own
-    pid, so it cannot take another library's children."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-        self.returncode: int | None = None
-        self._loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[int] = self._loop.create_future()
-        try:
-            self._pidfd: int | None = os.pidfd_open(self.pid)
-        except OSError:
-            self._pidfd = None  # cannot happen for our unreaped child; reap by polling
-            self._loop.call_soon(self._poll)
-            return
-        self._loop.add_reader(self._pidfd, self._reap)
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self._exited)
-
-    @property
-    def ended(self) -> asyncio.Future[int]:
-        """Resolved with the return code (never cancel it: ``wait`` shares it)."""
-        return self._exited
-
-    def _try_reap(self) -> bool:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            code = 255  # reaped by someone else (a process-wide SIGCHLD handler): status lost
-        else:
-            if pid == 0:
-                return False
-            code = os.waitstatus_to_exitcode(status)
-        self.returncode = self._popen.returncode = code
-        if not self._exited.done():
-            self._exited.set_result(code)
-        return True
-
-    def _reap(self) -> None:
-        if self._try_reap() and self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    def _poll(self) -> None:
-        if not self._try_reap():
-            self._loop.call_later(0.01, self._poll)
 
 
 async def _attach(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._tags import TAG_SPACE_SIZE, TAG_SPACE_VARIABLE
+from . import pidfd as _pidfd
 from .boot import child_argv
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,12 @@ class _Gone(ConnectionError):
 def available() -> bool:
     """Whether forking from a zygote works here: POSIX fork, fd passing, and pidfds (the
     zygote reaps its children through them; Linux >= 5.3)."""
-    if not (hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform == "linux"):
-        return False
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return False
-    return True
+    return (
+        hasattr(os, "fork")
+        and hasattr(socket, "send_fds")
+        and sys.platform == "linux"
+        and _pidfd.WORKS
+    )
 
 
 class ForkedProcess:
@@ -298,16 +298,5 @@ class Zygote:
 
 def _watch_orphan(child: ForkedProcess) -> None:
     """Learn when a child whose zygote died exits (its status is lost with the zygote)."""
-    try:
-        pidfd = os.pidfd_open(child.pid)
-    except (OSError, AttributeError):
+    if not _pidfd.when_exited(child.pid, lambda: child.exited(_UNKNOWN_EXIT)):
         child.exited(_UNKNOWN_EXIT)
-        return
-    loop = asyncio.get_running_loop()
-
-    def readable() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        child.exited(_UNKNOWN_EXIT)
-
-    loop.add_reader(pidfd, readable)
