@@ -89,6 +89,25 @@ def _end_children(poller: Any, children: dict[int, int]) -> None:
             return
 
 
+def _tag_room() -> int | None:
+    """Where, in our own memory, the room for a tag is (see _retag): found once, here, since
+    every forked child has its environment block at the same address as we do."""
+    room = f"{TAG_SPACE_VARIABLE}=".encode()
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        env_start = int(fields[47])  # stat field 50: where the environment block starts
+        with open("/proc/self/environ", "rb") as environ:
+            block = b"\0" + environ.read()
+    except (OSError, ValueError, IndexError):
+        return None
+    offset = block.find(b"\0" + room)
+    return None if offset < 0 else env_start + offset
+
+
+_TAG_ROOM: list[int | None] = []
+
+
 def _retag(changed: dict[str, str]) -> None:
     """Write the run's tag into the environment block /proc shows for this process.
 
@@ -96,32 +115,24 @@ def _retag(changed: dict[str, str]) -> None:
     with: os.environ changes only libc's copy), and so is that of any process a step forks
     without exec'ing, such as a daemon (fork, setsid, fork): without the tag there, a
     sweep could not find such a daemon. The warm executor was started with room for it
-    (TAG_SPACE_VARIABLE); the tag is written over it, in place, through /proc/self/mem.
-    Best effort: where that is refused, only exec'd descendants carry the tag."""
+    (TAG_SPACE_VARIABLE); the tag is written over it, in place, through /proc/self/mem
+    (one open and one write: the address was found before the fork). Best effort: where
+    that is refused, only exec'd descendants carry the tag."""
+    address = _TAG_ROOM[0] if _TAG_ROOM else None
     process_id, token = changed.get(TAG_VARIABLE), changed.get(CLAIM_VARIABLE)
-    if process_id is None or token is None:
+    if address is None or process_id is None or token is None:
         return
-    room = f"{TAG_SPACE_VARIABLE}=".encode()
     entry = f"{TAG_VARIABLE}={process_id}\0{CLAIM_VARIABLE}={token}".encode()
-    size = len(room) + TAG_SPACE_SIZE
+    size = len(TAG_SPACE_VARIABLE) + 1 + TAG_SPACE_SIZE
     if len(entry) > size:
         return
     try:
-        with open("/proc/self/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        env_start = int(fields[47])  # stat fields 50 and 51: where the block is
-        with open("/proc/self/environ", "rb") as environ:
-            block = environ.read()
-        offset = block.find(b"\0" + room)
-        offset = offset + 1 if offset >= 0 else (0 if block.startswith(room) else -1)
-        if offset < 0:
-            return
         fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
         try:
-            os.pwrite(fd, entry.ljust(size, b"\0"), env_start + offset)
+            os.pwrite(fd, entry.ljust(size, b"\0"), address)
         finally:
             os.close(fd)
-    except (OSError, ValueError, IndexError):
+    except OSError:
         pass
 
 
@@ -233,6 +244,7 @@ def main(argv: list[str]) -> int:
         except (AttributeError, ValueError):
             pass
     _warm_up()
+    _TAG_ROOM[:] = [_tag_room()]
     # Forked children share our memory copy-on-write; the cyclic GC touching every object
     # would copy it all. Freeze what exists now so collections in children leave it alone.
     import gc
