@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiobgproc import Manager, Process, Step
 from aiobgproc._os.boot import child_argv
 from aiobgproc._wire import frames
+from aiobgproc._wire.job import Job
 
 
 async def spawn_and_wait(argv: list[str]) -> float:
@@ -46,7 +47,7 @@ async def executor_once() -> float:
     )
     theirs.close()
     reader, writer = await asyncio.open_connection(sock=ours)
-    job = {
+    job: Job = {
         "process_id": "bench",
         "attempt": 1,
         "sys_path": sys.path,

@@ -25,6 +25,7 @@ LAYER = {
     "models": 0,
     "steps": 1,
     # what children run (nothing heavy: see test_child_modules_import_nothing_heavy)
+    "_wire.job": 0,  # types only
     "_wire.frames": 1,
     "_child.stepcall": 2,
     "_child.executor": 3,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from aiobgproc._wire import frames
+from aiobgproc._wire.job import Job
 from aiobgproc._wire.messages import Done, Failed, FrameError, Progress, Start, parse
 
 
@@ -27,15 +28,25 @@ def test_every_executor_frame_parses_to_its_message() -> None:
     assert failed == Failed(0, "a", "KeyError", "'x'", "Traceback ...")
 
 
+JOB: Job = {
+    "process_id": "p",
+    "attempt": 1,
+    "sys_path": ["/x"],
+    "steps": [{"name": "a", "target": "m:f", "args": [], "kwargs": {}, "interrupt": False}],
+    "start": 0,
+    "input": {"x": 1},
+}
+
+
 def test_manager_frames_name_their_kind() -> None:
-    assert roundtrip(frames.job({"x": 1})) == ("job", {"x": 1})
+    assert roundtrip(frames.job(JOB)) == ("job", JOB)
     assert roundtrip(frames.go()) == ("go",)
-    assert roundtrip(frames.run({"A": "1"}, ["B"], None, {})) == (
+    assert roundtrip(frames.run({"A": "1"}, ["B"], None, JOB)) == (
         "run",
         {"A": "1"},
         ["B"],
         None,
-        {},
+        JOB,
     )
     assert roundtrip(frames.ack()) == ("ack",)
     assert roundtrip(frames.exit_now()) == ("exit",)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from . import _clock, _tags
 from ._faults import fault
@@ -19,6 +19,7 @@ from ._os import tree as _tree
 from ._os.guard import Guard
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
+from ._wire.job import CommandSpec
 from .errors import ErrorType
 from .models import Status
 from .store import ProcessRecord, Store
@@ -208,7 +209,7 @@ class CommandRunner(Runner):
         )
 
     async def run(self) -> Outcome:
-        spec = self.record.spec
+        spec = cast(CommandSpec, self.record.spec)
         recorder = await self._recorder()
         try:
             child = await _spawn.spawn(

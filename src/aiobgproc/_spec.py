@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._wire.job import CommandSpec, ProcessSpec, StepSpec, WorkSpec
 from .errors import InvalidSpecError
 from .models import Command, Process, Step
 
@@ -122,7 +123,7 @@ def _check_env(env: object) -> dict[str, str] | None:
     return checked
 
 
-def command_spec(command: Command) -> dict[str, Any]:
+def command_spec(command: Command) -> CommandSpec:
     """The stored form of a Command: the argv exactly as it will be executed."""
     argv = command.argv
     if not isinstance(command.shell, bool):
@@ -196,12 +197,12 @@ def resolve_target(path: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _step_spec(name: str, step: object) -> dict[str, Any]:
+def _step_spec(name: str, step: object) -> StepSpec:
     if not isinstance(step, Step):
         raise InvalidSpecError(f"step {name!r} must be a Step, not {type(step).__name__}")
     if not isinstance(step.interrupt, bool):
         raise InvalidSpecError(f"step {name!r}: interrupt must be True or False")
-    spec = {
+    spec: StepSpec = {
         "name": name,
         "target": target_path(step.target),
         "args": list(step.args),
@@ -233,7 +234,7 @@ def import_path() -> list[str]:
     return list(absolute)
 
 
-def process_spec(process: Process) -> dict[str, Any]:
+def process_spec(process: Process) -> ProcessSpec:
     """The stored form of a Process: its steps, in order, with checked import paths."""
     if isinstance(process.steps, dict):
         pairs = list(process.steps.items())
@@ -267,7 +268,7 @@ def process_spec(process: Process) -> dict[str, Any]:
     }
 
 
-def work_spec(work: object) -> tuple[dict[str, Any], float | None]:
+def work_spec(work: object) -> tuple[WorkSpec, float | None]:
     """The stored spec of a Command or Process, and its own timeout."""
     if isinstance(work, Command):
         return command_spec(work), check_timeout(work.timeout)

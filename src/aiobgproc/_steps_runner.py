@@ -10,7 +10,7 @@ import logging
 import marshal
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from . import _clock, _spec
 from ._faults import fault
@@ -21,6 +21,7 @@ from ._output import OutputRecorder
 from ._runner import Outcome, RunContext, Runner, StopReason, describe_exit, ended, error_dict
 from ._wire import frames
 from ._wire.channel import ExecutorChannel
+from ._wire.job import Job, ProcessSpec
 from ._wire.messages import Done, Failed, FrameError, Progress, Start, parse
 from .errors import ErrorType
 from .models import Status
@@ -47,6 +48,7 @@ class StepsRunner(Runner):
         on_progress: Any,
     ) -> None:
         super().__init__(context, record, stop, on_change)
+        self._spec = cast(ProcessSpec, record.spec)
         self._on_progress = on_progress
         self._step: str | None = record.step
         self._pending_progress: tuple[float, str | None] | None = None
@@ -91,14 +93,14 @@ class StepsRunner(Runner):
         """This manager's sys.path, then the entries of the starter's that it lacks."""
         here = _spec.import_path()
         known = set(here)
-        return here + [entry for entry in self.record.spec.get("path", []) if entry not in known]
+        return here + [entry for entry in self._spec["path"] if entry not in known]
 
-    def _job(self) -> dict[str, Any]:
+    def _job(self) -> Job:
         return {
             "process_id": self.record.id,
             "attempt": self.record.attempts,
             "sys_path": self._sys_path(),
-            "steps": self.record.spec["steps"],
+            "steps": self._spec["steps"],
             "start": self.record.step_index,
             "input": self.record.input or {},
         }
@@ -117,7 +119,7 @@ class StepsRunner(Runner):
                     zygote,
                     on_output=recorder.feed,
                     channel_fd=theirs.fileno(),
-                    cwd=self.record.spec.get("cwd"),
+                    cwd=self._spec["cwd"],
                     env=self._env(),
                     job=self._job(),
                 )
@@ -142,7 +144,7 @@ class StepsRunner(Runner):
             child = await _spawn.spawn(
                 self._argv(theirs.fileno()),
                 on_output=recorder.feed,
-                cwd=self.record.spec.get("cwd"),
+                cwd=self._spec["cwd"],
                 env=self._env(),
                 pass_fds=(theirs.fileno(),),
             )
@@ -160,7 +162,7 @@ class StepsRunner(Runner):
         if child.has_job:
             return frames.go()
         changed, removed = zygote.environ_difference(self._env())
-        return frames.run(changed, removed, self.record.spec.get("cwd"), self._job())
+        return frames.run(changed, removed, self._spec["cwd"], self._job())
 
     async def run(self) -> Outcome:
         recorder = await self._recorder()
@@ -175,7 +177,7 @@ class StepsRunner(Runner):
         try:
             # The first step is known now: record it with the pid, one write instead of two.
             first = self.record.step_index
-            name = self.record.spec["steps"][first]["name"]
+            name = self._spec["steps"][first]["name"]
             self._announced = (first, name)
             self._step = name
             if await self.store.set_os_pid(
@@ -312,7 +314,7 @@ class StepsRunner(Runner):
         if done.pause:
             self._ending = lambda: self._pause(index, name, output)
             return
-        if index + 1 >= len(self.record.spec["steps"]):
+        if index + 1 >= len(self._spec["steps"]):
             # Recorded once the executor is gone and its output is all stored, so whoever
             # sees "finished" also sees the complete output log. The executor exits after
             # its last step without waiting for a word from us.

@@ -7,24 +7,25 @@ from typing import Any, Literal
 
 from . import _spec
 from ._child.stepcall import await_it, invoke, resolve, step_output
+from ._wire.job import StepSpec
 from .errors import ProcessInterruptedError
 from .models import Process, Step
 
 OnInterrupt = Literal["raise", "continue"]
 
 
-def _steps(steps: Process | Mapping[str, Step] | Sequence[Step]) -> list[dict[str, Any]]:
+def _steps(steps: Process | Mapping[str, Step] | Sequence[Step]) -> list[StepSpec]:
     process = steps if isinstance(steps, Process) else Process(steps)
-    checked: list[dict[str, Any]] = _spec.process_spec(process)["steps"]
+    checked: list[StepSpec] = _spec.process_spec(process)["steps"]
     return checked
 
 
-def _call(spec: dict[str, Any], data: dict[str, Any]) -> tuple[Any, bool]:
+def _call(spec: StepSpec, data: dict[str, Any]) -> tuple[Any, bool]:
     return invoke(resolve(spec["target"]), spec["args"], spec["kwargs"], data)
 
 
 def _after_step(
-    spec: dict[str, Any], result: Any, interrupting: bool, on_interrupt: OnInterrupt, last: bool
+    spec: StepSpec, result: Any, interrupting: bool, on_interrupt: OnInterrupt, last: bool
 ) -> dict[str, Any]:
     output, interrupt = step_output(spec["name"], result)
     pauses = interrupt or interrupting or spec["interrupt"]

@@ -230,7 +230,7 @@ class Manager:
             spec=spec,
             input=payload,
             timeout=override if timeout is not None else own_timeout,
-            steps_total=len(spec.get("steps", ())),
+            steps_total=len(spec["steps"]) if spec["kind"] == "process" else 0,
             created_at=_clock.wall(),
         )
         if await self._scheduler.start_directly(process):

@@ -25,6 +25,8 @@ TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from .._wire.job import Job
+
 
 class Channel:
     """Blocking frame I/O on the executor's end of the socket pair."""
@@ -76,9 +78,9 @@ def _report_error(channel: Channel, index: int, name: str, exc: BaseException) -
     channel.send(_protocol.error(index, name, kind, message, text))
 
 
-def run_job(channel: Channel, job: dict[str, Any]) -> None:
+def run_job(channel: Channel, job: Job) -> None:
     data: dict[str, Any] = job["input"] or {}
-    all_steps: list[dict[str, Any]] = job["steps"]
+    all_steps = job["steps"]
     steps.set_progress_sink(
         lambda fraction, message: channel.send(_protocol.progress(fraction, message))
     )
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(channel, message[1])
 
 
-def run(channel: Channel, job: dict[str, Any]) -> int:
+def run(channel: Channel, job: Job) -> int:
     sys.path[:] = job["sys_path"]
     for stream in (sys.stdout, sys.stderr):
         # Line by line, as a terminal would have it (a forked executor's already are).

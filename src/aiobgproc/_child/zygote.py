@@ -40,6 +40,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .._wire.job import Job
+
 
 def _send(control: socket.socket, *message: Any) -> None:
     control.send(marshal.dumps(message))
@@ -205,9 +207,19 @@ def _warm_up(rounds: int = 50) -> None:
     ours, theirs = socket.socketpair()
     try:
         channel = executor.Channel(theirs.fileno())
-        job = {
+        job: Job = {
+            "process_id": "warm-up",
+            "attempt": 1,
             "sys_path": list(sys.path),
-            "steps": [{"name": "warm", "target": f"{__name__}:_echo", "args": [], "kwargs": {}}],
+            "steps": [
+                {
+                    "name": "warm",
+                    "target": f"{__name__}:_echo",
+                    "args": [],
+                    "kwargs": {},
+                    "interrupt": False,
+                }
+            ],
             "start": 0,
             "input": {"warm": True},
         }

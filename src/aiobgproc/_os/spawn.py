@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from .. import _clock
+from .._wire.job import Job
 from . import pidfd as _pidfd
 from . import pidtime as _pidtime
 from . import tree as _tree
@@ -216,7 +217,7 @@ async def spawn_forked(
     channel_fd: int,
     cwd: str | None = None,
     env: Mapping[str, str],
-    job: dict[str, Any] | None = None,
+    job: Job | None = None,
 ) -> Child:
     """Like spawn, but the child is forked by the warm executor (see _zygote.py): the same
     session, pipe and channel set-up, without interpreter start-up. ``job`` goes with the

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._tags import TAG_SPACE_SIZE, TAG_SPACE_VARIABLE
+from .._wire.job import Job
 from . import pidfd as _pidfd
 from .boot import child_argv
 
@@ -204,7 +205,7 @@ class Zygote:
         cwd: str | None,
         out_fd: int,
         channel_fd: int,
-        job: dict[str, Any] | None = None,
+        job: Job | None = None,
     ) -> ForkedProcess:
         """A new executor process, forked with ``out_fd`` as stdout/stderr and ``channel_fd``
         as its channel. A zygote found dead (even only once asked) is restarted once; raises
@@ -235,7 +236,7 @@ class Zygote:
         cwd: str | None,
         out_fd: int,
         channel_fd: int,
-        job: dict[str, Any] | None,
+        job: Job | None,
     ) -> ForkedProcess:
         control = self._socket
         if control is None or not self.alive:
@@ -244,7 +245,7 @@ class Zygote:
         self._next_request += 1
         request = self._next_request
         changed, removed = self.environ_difference(env)
-        payload = marshal.dumps(("fork", request, changed, removed, cwd, job))
+        payload = marshal.dumps(("fork", request, changed, removed, cwd, job))  # type: ignore[arg-type]
         if len(payload) > _WITH_FORK_MAX:
             # Too big for one control message (a large input or environment): the child
             # gets all of it on its channel instead (see _zygote._child).

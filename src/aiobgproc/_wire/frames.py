@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # typing costs ~10 ms of executor start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from .job import Job
+
 HEADER = 4
 MAX_FRAME = 1 << 30
 
@@ -46,7 +48,7 @@ def decode(payload: bytes) -> tuple[Any, ...]:
 # -- manager -> executor ---------------------------------------------------------------------
 
 
-def job(spec: dict[str, Any]) -> tuple[Any, ...]:
+def job(spec: Job) -> tuple[Any, ...]:
     """Begin: the job of a spawned executor (process id, attempt, sys.path, steps, the step
     to start at, the input)."""
     return (JOB, spec)
@@ -57,9 +59,7 @@ def go() -> tuple[Any, ...]:
     return (GO,)
 
 
-def run(
-    changed: dict[str, str], removed: list[str], cwd: str | None, spec: dict[str, Any]
-) -> tuple[Any, ...]:
+def run(changed: dict[str, str], removed: list[str], cwd: str | None, spec: Job) -> tuple[Any, ...]:
     """Begin: to an executor forked without its job (too big for the fork request); its
     environment as a difference from the warm executor's, its directory, the job."""
     return (RUN, changed, removed, cwd, spec)

@@ -8,7 +8,7 @@ attempt) and reports whether the change happened, so two managers never overwrit
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -81,7 +81,8 @@ class NewProcess:
 
     id: str
     kind: str
-    spec: dict[str, Any]
+    spec: Mapping[str, Any]
+    """A CommandSpec or ProcessSpec (aiobgproc._wire.job)."""
     input: dict[str, Any]
     timeout: float | None
     steps_total: int
