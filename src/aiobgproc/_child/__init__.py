@@ -5,5 +5,7 @@ These modules import nothing heavy at import time (no asyncio, typing, dataclass
 sqlite3: ~40 ms and a bigger heap to fork), which tests/test_package.py checks: a cold
 executor starts in ~13 ms, and every page the warm executor touches is copied into each
 child it forks. That is why some small things exist twice, here and in ``_os`` (a boot
-clock reader, a pidfd wait): each copy says so.
+clock reader, a pidfd wait, stopping children: the executor and the warm executor stop
+their own children by process group, SIGTERM then SIGKILL, without the manager's tree
+finder, which needs psutil): each copy says so.
 """
