@@ -647,8 +647,28 @@ def test_a_call_on_a_closed_manager_raises_our_error(tmp_path: Path) -> None:
                 loop.run(call)
 
 
-@pytest.mark.parametrize("age", [math.nan, math.inf, 2**1024, -1, "7d", None])
-def test_prune_refuses_an_age_that_is_no_finite_number(client: Client, age: Any) -> None:
+@pytest.mark.parametrize("age", [math.nan, -1, "7d", None])
+def test_prune_refuses_an_age_that_is_no_number_of_seconds(client: Client, age: Any) -> None:
     # NaN compares past every time on PostgreSQL: it would have pruned every process.
     result = client.refused_or_accepted(client.manager.prune(age))
     assert isinstance(result, InvalidSpecError), result
+
+
+@pytest.mark.parametrize("age", [math.inf, 2**1024])
+def test_prune_older_than_forever_prunes_nothing(client: Client, age: Any) -> None:
+    assert client.refused_or_accepted(client.manager.prune(age)) == 0
+
+
+def test_a_client_may_name_an_interpreter_it_never_runs(tmp_path: Path) -> None:
+    """python= is checked as a program only by a manager that runs processes."""
+    Manager(tmp_path / "client.db", run=False, python="no-such-python")
+    with pytest.raises(InvalidSpecError, match="not an executable"):
+        Manager(tmp_path / "runner.db", python="no-such-python")
+
+
+def test_a_managers_options_are_read_only(tmp_path: Path) -> None:
+    # The scheduler reads them: a value changed later would take effect in some places only.
+    manager = Manager(tmp_path / "options.db", run=False, concurrency=2)
+    assert manager.concurrency == 2
+    with pytest.raises(AttributeError):
+        manager.concurrency = 1  # type: ignore[misc]

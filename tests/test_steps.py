@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from aiobgproc import InvalidSpecError, Manager, Process, ProcessInfo, Status, Step
+from helpers.storedb import execute, query
 from stepmods import basic
 
 WAIT = 30.0  # seconds: a generous backstop; every wait returns as soon as its condition holds
@@ -478,3 +479,20 @@ def test_the_import_path_sent_to_executors_follows_sys_path_and_the_directory(
     returned = import_path()
     returned.append("mutated")  # a copy: the next caller is not affected
     assert import_path() == [str(tmp_path)]
+
+
+async def test_a_process_stored_by_an_earlier_version_without_a_path_still_runs(
+    store_url: str,
+) -> None:
+    """Specs live on in the store: one written before processes recorded the starter's
+    sys.path (and its working directory) must run as it did then."""
+    async with Manager(store_url, run=False) as client:
+        process_id = await client.start(Process([Step("stepmods.basic:echo")]), {"x": 1})
+    spec = query(store_url, "SELECT spec FROM processes WHERE id = ?", (process_id,))[0][0]
+    old = json.loads(spec)
+    del old["path"], old["cwd"]
+    execute(store_url, "UPDATE processes SET spec = ? WHERE id = ?", (json.dumps(old), process_id))
+    async with Manager(store_url) as manager:
+        info = await manager.wait_for(process_id, timeout=30)
+    assert info.status is Status.FINISHED, info.error
+    assert info.output == {"x": 1}

@@ -9,7 +9,7 @@ import pytest
 
 from aiobgproc._wire import frames
 from aiobgproc._wire.job import Job
-from aiobgproc._wire.messages import Done, Failed, FrameError, Progress, Start, parse
+from aiobgproc._wire.messages import Done, Failed, FrameError, Progress, Start, Unknown, parse
 
 
 def roundtrip(frame: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -61,12 +61,17 @@ def test_manager_frames_name_their_kind() -> None:
         ("done", 1, "a", "not bytes"),
         ("progress", "half", None),
         ("error", 1, "a"),
-        ("hello",),
     ],
 )
 def test_a_frame_the_executor_does_not_send_is_refused(frame: tuple[Any, ...]) -> None:
     with pytest.raises(FrameError):
         parse(frame)
+
+
+def test_a_frame_of_an_unknown_kind_is_told_apart_not_refused() -> None:
+    # An executor of another version may say more than this manager knows: it is logged,
+    # and the run goes on (as it did before the frames were typed).
+    assert parse(("log", "hello")) == Unknown("log")
 
 
 def test_garbage_does_not_decode() -> None:

@@ -72,7 +72,9 @@ def check_options(
             raise InvalidSpecError(f"error_log must be a path or None, not {error_log!r}")
         error_log = _spec.check_text(os.fspath(error_log), "error_log")
     if python is not None:
-        python = _spec.check_program(python, "python")
+        # Checked as a program only where it is run: a client (run=False) starts nothing.
+        check = _spec.check_program if run else _spec.check_text
+        python = check(python, "python")
     preload = _spec.check_module_names(preload, "preload")
     if warm is None:
         warm = os.environ.get("AIOBGPROC_WARM", "1").lower() not in ("0", "false", "no")

@@ -22,7 +22,7 @@ from ._runner import Outcome, RunContext, Runner, StopReason, describe_exit, end
 from ._wire import frames
 from ._wire.channel import ExecutorChannel
 from ._wire.job import Job, ProcessSpec
-from ._wire.messages import Done, Failed, FrameError, Progress, Start, parse
+from ._wire.messages import Done, Failed, FrameError, Progress, Start, Unknown, parse
 from .errors import ErrorType
 from .models import Status
 from .store import ProcessRecord
@@ -93,7 +93,7 @@ class StepsRunner(Runner):
         """This manager's sys.path, then the entries of the starter's that it lacks."""
         here = _spec.import_path()
         known = set(here)
-        return here + [entry for entry in self._spec["path"] if entry not in known]
+        return here + [entry for entry in self._spec.get("path", []) if entry not in known]
 
     def _job(self) -> Job:
         return {
@@ -119,7 +119,7 @@ class StepsRunner(Runner):
                     zygote,
                     on_output=recorder.feed,
                     channel_fd=theirs.fileno(),
-                    cwd=self._spec["cwd"],
+                    cwd=self._spec.get("cwd"),
                     env=self._env(),
                     job=self._job(),
                 )
@@ -144,7 +144,7 @@ class StepsRunner(Runner):
             child = await _spawn.spawn(
                 self._argv(theirs.fileno()),
                 on_output=recorder.feed,
-                cwd=self._spec["cwd"],
+                cwd=self._spec.get("cwd"),
                 env=self._env(),
                 pass_fds=(theirs.fileno(),),
             )
@@ -162,7 +162,7 @@ class StepsRunner(Runner):
         if child.has_job:
             return frames.go()
         changed, removed = zygote.environ_difference(self._env())
-        return frames.run(changed, removed, self._spec["cwd"], self._job())
+        return frames.run(changed, removed, self._spec.get("cwd"), self._job())
 
     async def run(self) -> Outcome:
         recorder = await self._recorder()
@@ -298,6 +298,13 @@ class StepsRunner(Runner):
                 self._ending = lambda: self._finish(Status.ERROR, text, error=error)
             case Done() as done:
                 await self._done(done, channel)
+            case Unknown(kind):
+                log.warning(
+                    "process %s: unknown executor frame %r",
+                    self.record.id,
+                    kind,
+                    extra={"process_id": self.record.id},
+                )
 
     async def _done(self, done: Done, channel: ExecutorChannel) -> None:
         index, name = done.index, done.name

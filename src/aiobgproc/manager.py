@@ -92,18 +92,7 @@ class Manager:
             preload=preload,
         )
         self._store: Store = open_store(store)
-        self.concurrency = options.concurrency
-        self.runs_processes = options.runs_processes
-        self.error_log = options.error_log
-        self.max_output_bytes = options.max_output_bytes
-        self.grace_period = options.grace_period
-        self.poll_interval = options.poll_interval
-        self.python = options.python
-        self.lease = options.lease
-        self.max_attempts = options.max_attempts
-        self.max_jobs = options.max_jobs
-        self.warm = options.warm
-        self.preload = options.preload
+        self._options = options
         self.id = uuid.uuid4().hex
         self._changes = Changes()
         context = RunContext(
@@ -120,6 +109,57 @@ class Manager:
     def store(self) -> Store:
         return self._store
 
+    # The options, read-only: the scheduler and the watcher read them, and a value changed
+    # on a running manager would take effect in some places and not in others.
+
+    @property
+    def concurrency(self) -> int:
+        return self._options.concurrency
+
+    @property
+    def runs_processes(self) -> bool:
+        return self._options.runs_processes
+
+    @property
+    def error_log(self) -> str | None:
+        return self._options.error_log
+
+    @property
+    def max_output_bytes(self) -> int | None:
+        return self._options.max_output_bytes
+
+    @property
+    def grace_period(self) -> float:
+        return self._options.grace_period
+
+    @property
+    def poll_interval(self) -> float:
+        return self._options.poll_interval
+
+    @property
+    def python(self) -> str | None:
+        return self._options.python
+
+    @property
+    def lease(self) -> float:
+        return self._options.lease
+
+    @property
+    def max_attempts(self) -> int | None:
+        return self._options.max_attempts
+
+    @property
+    def max_jobs(self) -> int | None:
+        return self._options.max_jobs
+
+    @property
+    def warm(self) -> bool:
+        return self._options.warm
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        return self._options.preload
+
     # -- lifetime --------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -133,12 +173,12 @@ class Manager:
             if self.runs_processes:
                 await scheduler.recover()  # before taking new work: what dead managers left
                 await self._scheduler.start_helpers()
+            await self._watcher.opened()
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._store.unregister_manager(self.id)
             await self._store.close()
             raise
-        await self._watcher.opened()
         self._open = True
         self._closing = False
         scheduler.reset()
@@ -385,8 +425,10 @@ class Manager:
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
         # NaN would compare past every time on PostgreSQL (and prune everything).
         age = _spec.check_timeout(seconds, "older_than")
-        if age is None:
-            raise InvalidSpecError(f"older_than must be a finite age >= 0, not {older_than!r}")
+        if age is None:  # infinitely old: nothing finished that long ago
+            if seconds is None:
+                raise InvalidSpecError("older_than must be a timedelta >= 0, not None")
+            return 0
         count = await self._store.prune(_clock.wall() - age)
         log.info("pruned %d processes", count)
         return count

@@ -72,3 +72,14 @@ def query_many(
 
 def query(store: str | os.PathLike[str], sql: str, params: Sequence[Any] = ()) -> list[Row]:
     return query_many(store, [(sql, params)])[0]
+
+
+def execute(store: str | os.PathLike[str], sql: str, params: Sequence[Any] = ()) -> None:
+    """Run one writing statement and commit it (to set up a store as some other version of
+    aiobgproc would have left it)."""
+    if is_postgres(store):
+        _postgres(os.fspath(store), [(sql, params)])
+        return
+    with closing(sqlite3.connect(os.fspath(store), timeout=30.0)) as db:
+        db.execute(sql, params)
+        db.commit()

@@ -1,4 +1,4 @@
-"""The executor: the child process that runs a process's steps (``python -m aiobgproc.executor``).
+"""The executor: the child process that runs a process's steps (command line: _os/boot.py).
 
 It stays lean on purpose: interpreter start-up is most of a step's latency, so it imports
 only built-in modules (marshal, os, sys, importlib); asyncio is imported only when a step

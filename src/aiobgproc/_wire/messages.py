@@ -44,11 +44,19 @@ class Failed:
     traceback: str
 
 
-Message = Start | Progress | Done | Failed
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A frame of a kind this manager does not know (an executor of another version, say):
+    logged and left alone, as the frames it knows go on."""
+
+    kind: str
+
+
+Message = Start | Progress | Done | Failed | Unknown
 
 
 def parse(frame: tuple[Any, ...]) -> Message:
-    """The message ``frame`` carries; FrameError when it is not one the executor sends."""
+    """The message ``frame`` carries; FrameError when a known kind is malformed."""
     kind, args = frame[0], frame[1:]
     try:
         if kind == frames.PROGRESS:
@@ -67,7 +75,7 @@ def parse(frame: tuple[Any, ...]) -> Message:
             return Failed(_int(index), str(name), str(error_type), str(message), str(traceback))
     except (ValueError, TypeError) as exc:
         raise FrameError(f"a malformed {kind!r} frame: {exc}") from None
-    raise FrameError(f"an unknown frame {kind!r}")
+    return Unknown(str(kind))
 
 
 def _int(value: object) -> int:
