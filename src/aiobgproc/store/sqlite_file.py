@@ -144,6 +144,8 @@ def _initialise(db: Conn, path: Path) -> None:
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     elif app_id != APPLICATION_ID:
         raise StoreError(f"{str(path)!r} is not an aiobgproc store")
+    if version < 0:  # the header's version field was damaged
+        raise StoreError(f"store {str(path)!r} is damaged: schema version {version}")
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"store {str(path)!r} has schema version {version}, newer than this "
