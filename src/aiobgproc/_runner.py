@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -74,8 +75,9 @@ class Runner:
         context: RunContext,
         record: ProcessRecord,
         stop: asyncio.Future[StopReason],
-        on_change: Any,
+        on_change: Callable[[str], None],
     ) -> None:
+        """``on_change(process_id)``: the run stored something new (output, progress, a step)."""
         self.context = context
         self.store = context.store
         self.record = record

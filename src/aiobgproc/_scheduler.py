@@ -261,7 +261,7 @@ class Scheduler:
         runner = (
             CommandRunner(self.context, record, run.stop, changed)
             if record.kind == "command"
-            else StepsRunner(self.context, record, run.stop, changed, changed)
+            else StepsRunner(self.context, record, run.stop, changed)
         )
         try:
             outcome = await runner.run()

@@ -44,12 +44,10 @@ class StepsRunner(Runner):
         context: RunContext,
         record: ProcessRecord,
         stop: asyncio.Future[StopReason],
-        on_change: Any,
-        on_progress: Any,
+        on_change: Callable[[str], None],
     ) -> None:
         super().__init__(context, record, stop, on_change)
         self._spec = cast(ProcessSpec, record.spec)
-        self._on_progress = on_progress
         self._step: str | None = record.step
         self._pending_progress: tuple[float, str | None] | None = None
         self._progress_at = 0.0
@@ -277,7 +275,7 @@ class StepsRunner(Runner):
             self._pending_progress = None
             self._progress_at = now
             await self.store.set_progress(self.claim, pending[0], pending[1])
-            self._on_progress(self.record.id)
+            self._on_change(self.record.id)
 
     async def _handle(self, frame: tuple[Any, ...], channel: ExecutorChannel) -> None:
         match parse(frame):
@@ -289,7 +287,7 @@ class StepsRunner(Runner):
                 self._step = name
                 if (index, name) != self._announced:
                     await self.store.start_step(self.claim, index, name)
-                    self._on_progress(self.record.id)
+                    self._on_change(self.record.id)
                 # else: recorded with the pid already; nothing changed, nobody to wake.
                 self._announced = None
             case Failed(_, name, error_type, message, tb):
