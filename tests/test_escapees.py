@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from aiobgproc import Command, Manager, Process, Status, Step
-from aiobgproc._os.tree import find_pids
+from aiobgproc._os.tree import find_pids, find_tree
 from helpers.invariants import describe, tagged
 from helpers.procs import poll
 
@@ -150,6 +150,35 @@ def test_an_old_recorded_pid_never_matches_another_programs_session() -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(member, 9)
+        leader.stdout.close()
+
+
+def test_a_tree_is_signalled_parents_first() -> None:
+    """The run's own process first, then parents before their children: a shell signalled
+    after the child it waits for reports that child's death ("Terminated") into the run's
+    log (a flaky CI failure: cancel's output ended with b"Terminated\\n")."""
+    leader = subprocess.Popen(
+        ["sh", "-c", "sh -c 'sleep 60 & sleep 60 & wait' & sleep 60 & echo go; wait"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert leader.stdout is not None
+    try:
+        assert leader.stdout.readline() == b"go\n"
+        started = psutil.Process(leader.pid).create_time()
+        deadline = time.monotonic() + WAIT
+        while len(find_pids(leader.pid, started)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        procs = find_tree(leader.pid, started)
+        assert len(procs) == 5
+        assert procs[0].pid == leader.pid
+        position = {proc.pid: index for index, proc in enumerate(procs)}
+        for proc in procs[1:]:
+            assert position[proc.ppid()] < position[proc.pid], "a child before its parent"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, 9)
+        leader.wait(10)
         leader.stdout.close()
 
 

@@ -230,12 +230,24 @@ def find_tree(
     recent: bool = False,
     just_reaped: bool = False,
 ) -> list[psutil.Process]:
-    """find_pids() as psutil processes (which refuse to signal a pid that was reused)."""
+    """find_pids() as psutil processes (which refuse to signal a pid that was reused),
+    the run's own process first, then the others oldest first: parents before children.
+
+    The order matters: a shell signalled after the child it waits for may see that child
+    die first and report it ("Terminated" on its stderr, which lands in the run's log)."""
     procs = []
     for pid in find_pids(os_pid, started, tag, recent=recent, just_reaped=just_reaped):
         with contextlib.suppress(psutil.Error):
             procs.append(psutil.Process(pid))
+    procs.sort(key=lambda proc: (proc.pid != os_pid, _create_time(proc), proc.pid))
     return procs
+
+
+def _create_time(proc: psutil.Process) -> float:
+    try:
+        return proc.create_time()  # psutil read it when the object was made: no system call
+    except psutil.Error:
+        return 0.0
 
 
 def _alive(proc: psutil.Process) -> bool:
