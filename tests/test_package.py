@@ -47,6 +47,7 @@ LAYER = {
     "store": 1,  # the package: the protocol and records, re-exported
     "store.protocol": 1,
     "store.schema": 1,
+    "store.triggers": 1,
     "_aiosqlite": 1,
     "store.rows": 1.1,
     "store.sql": 1.2,
@@ -59,6 +60,9 @@ LAYER = {
     "_location": 2,
     # running and scheduling
     "_spec": 1,
+    "_start_options": 2,
+    "_list_filter": 3,
+    "_queue_controls": 3,
     "_output": 1,
     "_changes": 1,
     "_errorlog": 2,
@@ -69,9 +73,11 @@ LAYER = {
     "_options": 3,
     "_scheduler": 6,
     "_watcher": 7,
+    "_worker_controls": 7,
     "manager": 8,
     # the outside
     "_cli_format": 2,
+    "_cli_queues": 3,
     "cli": 9,
     "pytest_plugin": 9,
     "__main__": 10,

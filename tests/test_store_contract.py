@@ -292,7 +292,7 @@ async def test_the_change_counter_moves_for_other_connections_only(store_url: st
     """What wakes a manager's waiters: another connection's commit moves the counter (and,
     where the store can tell, names the process that changed); its own writes do not."""
     from aiobgproc._location import open_store
-    from aiobgproc.store import NewProcess
+    from aiobgproc.store import ListFilter, NewProcess
 
     def new(process_id: str) -> NewProcess:
         spec = {"kind": "command", "argv": ["true"], "cwd": None, "env": None}
@@ -317,7 +317,7 @@ async def test_the_change_counter_moves_for_other_connections_only(store_url: st
             assert changed == {"other": "queued"}  # never our own "own"
         else:
             assert changed is None  # SQLite's data_version cannot say which
-        assert {record.id for record in await theirs.list_processes(None, 10)} == {
+        assert {record.id for record in await theirs.list_processes(ListFilter(limit=10))} == {
             "own-before",
             "own",
             "other",
@@ -453,16 +453,15 @@ async def test_a_start_being_stored_claimed_is_not_taken_for_a_stray(
     async with Manager(store_url, concurrency=2) as manager:
         stored, go_on = asyncio.Event(), asyncio.Event()
         store = manager._store
-        insert = store.insert
+        insert_claimed = store.insert_claimed
 
         async def late_reply(*args: Any, **kwargs: Any) -> Any:
-            record = await insert(*args, **kwargs)
-            if kwargs.get("owner") is not None:
-                stored.set()  # committed; the reply has not reached start() yet
-                await go_on.wait()
+            record = await insert_claimed(*args, **kwargs)
+            stored.set()  # committed; the reply has not reached start() yet
+            await go_on.wait()
             return record
 
-        store.insert = late_reply  # type: ignore[method-assign]
+        store.insert_claimed = late_reply  # type: ignore[method-assign]
         try:
             starting = asyncio.create_task(
                 manager.start(Command(["sh", "-c", f'echo "$AIOBGPROC_ATTEMPT" >> "{log}"']))

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         ErrorInfo,
         Process,
         ProcessInfo,
+        QueueInfo,
         Status,
         Step,
     )
@@ -57,6 +58,7 @@ _WHERE = {
     "ProcessInfo": "models",
     "ProcessInterruptedError": "errors",
     "ProcessNotFoundError": "errors",
+    "QueueInfo": "models",
     "Status": "models",
     "Step": "models",
     "StepOutputError": "errors",
@@ -81,6 +83,7 @@ __all__ = [
     "ProcessInfo",
     "ProcessInterruptedError",
     "ProcessNotFoundError",
+    "QueueInfo",
     "Status",
     "Step",
     "StepOutputError",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -87,11 +88,23 @@ def show_info(out: Out, info: ProcessInfo) -> None:
     rows = [
         ("id", info.id),
         ("kind", info.kind),
+        ("what", one_line(describe(info))),
         ("status", out.paint(str(info.status), info.status)),
         ("created", _when(info, "created_at")),
         ("started", _when(info, "started_at")),
         ("finished", _when(info, "finished_at")),
     ]
+    if info.label is not None:
+        rows.append(("label", one_line(info.label)))
+    rows.append(("queue", f"{info.queue} (priority {info.priority})"))
+    if info.key is not None:
+        rows.append(("key", one_line(info.key)))
+    if info.meta is not None:
+        rows.append(("meta", one_line(json.dumps(info.meta))))
+    if info.run_at is not None:
+        rows.append(("run at", _when(info, "run_at")))
+    if info.after:
+        rows.append(("after", " ".join(info.after)))
     if info.kind == "process":
         rows.append(("step", f"{info.step or '-'} ({info.steps_done}/{info.steps_total} done)"))
     if info.progress is not None:
@@ -105,7 +118,7 @@ def show_info(out: Out, info: ProcessInfo) -> None:
         rows.append(("output", json.dumps(info.output)))
     if info.error is not None:
         where = f" in step {info.error.step!r}" if info.error.step else ""
-        rows.append(("error", f"{info.error.type}{where}: {info.error.message}"))
+        rows.append(("error", one_line(f"{info.error.type}{where}: {info.error.message}")))
     rows.append(
         (
             "output log",
@@ -117,19 +130,36 @@ def show_info(out: Out, info: ProcessInfo) -> None:
         out.line(f"{name:<{width}}  {value}")
 
 
+_WHAT_WIDTH = 60
+
+
+def describe(info: ProcessInfo) -> str:
+    """What a process is: a command's line, or its steps' names."""
+    if info.command is not None:
+        return shlex.join(info.command)
+    return " > ".join(info.steps)
+
+
 def show_table(out: Out, infos: Sequence[ProcessInfo]) -> None:
-    header = ("ID", "KIND", "STATUS", "CREATED", "STEP", "PROGRESS")
-    rows = [
-        (
-            info.id,
-            info.kind,
-            str(info.status),
-            _when(info, "created_at"),
-            info.step or "",
-            progress_text(info),
+    header = ("ID", "KIND", "STATUS", "CREATED", "STEP", "PROGRESS", "QUEUE", "LABEL", "WHAT")
+    rows = []
+    for info in infos:
+        what = one_line(describe(info))
+        if len(what) > _WHAT_WIDTH:
+            what = what[: _WHAT_WIDTH - 3] + "..."
+        rows.append(
+            (
+                info.id,
+                info.kind,
+                str(info.status),
+                _when(info, "created_at"),
+                one_line(info.step or ""),
+                progress_text(info),
+                info.queue,
+                one_line(info.label or ""),
+                what,
+            )
         )
-        for info in infos
-    ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     if out.tty:
         out.line("  ".join(f"{title:<{widths[i]}}" for i, title in enumerate(header)).rstrip())

@@ -9,6 +9,7 @@ from typing import Any
 
 from . import _spec
 from ._os import zygote as _warm
+from ._start_options import check_queue_names
 from .errors import InvalidSpecError
 
 
@@ -27,6 +28,63 @@ class ManagerOptions:
     warm: bool
     """Whether executors are forked from a warm executor (asked for, and available here)."""
     preload: tuple[str, ...]
+    queues: tuple[str, ...] | None = None
+    """The queues this manager runs (None: every queue)."""
+
+
+class OptionsView:
+    """A Manager's options, read-only: the scheduler and the watcher read them, and a value
+    changed on a running manager would take effect in some places and not in others."""
+
+    _options: ManagerOptions
+
+    @property
+    def concurrency(self) -> int:
+        return self._options.concurrency
+
+    @property
+    def runs_processes(self) -> bool:
+        return self._options.runs_processes
+
+    @property
+    def error_log(self) -> str | None:
+        return self._options.error_log
+
+    @property
+    def max_output_bytes(self) -> int | None:
+        return self._options.max_output_bytes
+
+    @property
+    def grace_period(self) -> float:
+        return self._options.grace_period
+
+    @property
+    def poll_interval(self) -> float:
+        return self._options.poll_interval
+
+    @property
+    def python(self) -> str | None:
+        return self._options.python
+
+    @property
+    def lease(self) -> float:
+        return self._options.lease
+
+    @property
+    def max_attempts(self) -> int | None:
+        return self._options.max_attempts
+
+    @property
+    def max_jobs(self) -> int | None:
+        return self._options.max_jobs
+
+    @property
+    def warm(self) -> bool:
+        return self._options.warm
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        return self._options.preload
 
 
 def check_options(
@@ -43,6 +101,7 @@ def check_options(
     max_jobs: Any,
     warm: Any,
     preload: Sequence[str],
+    queues: Any = None,
 ) -> ManagerOptions:
     if concurrency is None:
         concurrency = os.cpu_count() or 1
@@ -91,4 +150,5 @@ def check_options(
         python=python,
         warm=bool(warm) and _warm.available(),
         preload=tuple(preload),
+        queues=check_queue_names(queues),
     )

@@ -81,7 +81,7 @@ class Scheduler:
         self.claim_idle = asyncio.Event()  # set while no claim is in flight
         self.claim_idle.set()
         self.reserved = 0  # slots taken by starts that claim at once, still being written
-        self.starting: set[asyncio.Future[None]] = set()  # those starts
+        self.starting: set[asyncio.Future[bool]] = set()  # those starts
         self.starting_ids: set[str] = set()  # their processes, stored but maybe not launched
         self.asked = 0  # slots the claim in flight may fill
 
@@ -138,15 +138,21 @@ class Scheduler:
         self.changes.notify(QUEUE)
 
     async def queue_is_empty(self) -> bool:
-        return not await self.store.list_processes([Status.QUEUED], 1)
+        """Whether this manager's queues hold no work it could run or wait for (see
+        Store.has_work)."""
+        return not await self.store.has_work(self.limits.queues)
 
     async def start_directly(self, process: NewProcess) -> bool:
         """Store ``process`` already claimed by this manager and run it, if a slot is free
-        and nothing is queued (that would go first): one write, and no claim loop wake-up.
-        False: the caller queues it. Slots are counted again after the read (the manager
-        may have begun to close), and after a claim in flight (it may fill them; most find
-        the queue empty)."""
-        direct = self.free_slots(claim=False) > 0 and await self.queue_is_empty()
+        and nothing claimable is queued (that would go first): one write, and no claim loop
+        wake-up. Only a plain process of a queue this manager runs, with no limit and not
+        paused (the store checks that in the insert). False: the caller queues it. Slots
+        are counted again after the read (the manager may have begun to close), and after
+        a claim in flight (it may fill them; most find the queue empty)."""
+        queues = self.limits.queues
+        if not process.plain or (queues is not None and process.queue not in queues):
+            return False
+        direct = self.free_slots(claim=False) > 0 and not await self.store.has_claimable()
         if direct and self.claiming:
             await self.claim_idle.wait()
         if not direct or self.free_slots() <= 0:
@@ -159,17 +165,18 @@ class Scheduler:
         starting = asyncio.ensure_future(self._start_claimed(process))
         self.starting.add(starting)
         starting.add_done_callback(self.starting.discard)
-        await asyncio.shield(starting)
-        return True
+        return await asyncio.shield(starting)
 
-    async def _start_claimed(self, process: NewProcess) -> None:
-        """Store ``process`` claimed by this manager (its slot already reserved) and run it."""
+    async def _start_claimed(self, process: NewProcess) -> bool:
+        """Store ``process`` claimed by this manager (its slot already reserved) and run it;
+        False if its queue has a limit or is paused (nothing stored)."""
         try:
-            record = await self.store.insert(process, owner=self.manager_id)
+            record = await self.store.insert_claimed(process, self.manager_id)
         finally:
             self.reserved -= 1
             self.starting_ids.discard(process.id)
-        assert record is not None
+        if record is None:
+            return False
         log.info(
             "process %s started (%s)", process.id, process.kind, extra={"process_id": process.id}
         )
@@ -177,6 +184,7 @@ class Scheduler:
         self.launch(record)
         if self.exhausted:
             await self.announce_runs(False)
+        return True
 
     # -- claiming ----------------------------------------------------------------------------
 
@@ -184,12 +192,17 @@ class Scheduler:
         while not self.closing:
             event = self.changes.event(QUEUE)
             free = self.free_slots()
+            wait = RECHECK
             if free > 0:
                 self.claiming = True
                 self.claim_idle.clear()
                 self.asked = free
                 try:
-                    records = await self.store.claim(self.manager_id, _clock.wall(), free)
+                    records = await self.store.claim(
+                        self.manager_id, _clock.wall(), free, self.limits.queues
+                    )
+                    if len(records) < free:
+                        wait = await self._until_due()
                 except StoreError:
                     log.exception("manager %s could not claim a process", self.manager_id)
                     records = []
@@ -206,7 +219,15 @@ class Scheduler:
                     if self.exhausted:
                         await self.announce_runs(False)
                     continue
-            await self.changes.wait(event, RECHECK)
+            await self.changes.wait(event, wait)
+
+    async def _until_due(self) -> float:
+        """How long the run loop may sleep: until the earliest delayed process is due, at
+        most RECHECK (a change that queues work wakes it sooner)."""
+        due = await self.store.next_run_at()
+        if due is None:
+            return RECHECK
+        return min(RECHECK, max(due - _clock.wall(), 0.0) + 0.001)
 
     async def stop_claiming(self) -> None:
         self.paused = True

@@ -27,6 +27,14 @@ from ._cli_format import (
     show_info,
     show_table,
 )
+from ._cli_queues import (
+    add_list_filters,
+    add_placement_options,
+    add_queue_command,
+    list_filters,
+    placement_options,
+    run_queue_command,
+)
 from ._os import host as _host
 from ._recovery import manager_alive
 from .errors import AiobgprocError, WaitTimeoutError
@@ -101,8 +109,9 @@ async def _start_and_report(
     args: argparse.Namespace, work: Command | Process, data: dict[str, Any] | None
 ) -> int:
     out = Out()
+    options = placement_options(args)
     async with _manager(args) as manager:
-        process_id = await manager.start(work, data, timeout=args.timeout)
+        process_id = await manager.start(work, data, timeout=args.timeout, **options)
         out.line(process_id)
         if await _needs_worker(manager):
             spawn_burst_worker(_location.describe(args.store))
@@ -183,7 +192,7 @@ async def cmd_info(args: argparse.Namespace) -> int:
 
 async def cmd_list(args: argparse.Namespace) -> int:
     async with _manager(args) as manager:
-        infos = await manager.list(status=args.status, limit=args.limit)
+        infos = await manager.list(status=args.status, limit=args.limit, **list_filters(args))
     if args.json:
         print(json.dumps([info.to_dict() for info in infos]))
     else:
@@ -281,7 +290,13 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log = logging.getLogger("aiobgproc.worker")
-    manager = _manager(args, run=True, concurrency=args.concurrency, max_jobs=args.max_jobs)
+    manager = _manager(
+        args,
+        run=True,
+        concurrency=args.concurrency,
+        max_jobs=args.max_jobs,
+        queues=args.queue or None,
+    )
     await manager.open()
     log.info("worker %s on %s", manager.id, _location.describe(args.store))
     try:
@@ -311,6 +326,12 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         await manager.close(finish_timeout=args.grace if stop.is_set() else 0.0)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    return EXIT_OK
+
+
+async def cmd_queue(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        await run_queue_command(manager, args)
     return EXIT_OK
 
 
@@ -352,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cwd", help="working directory")
     run.add_argument("--env", action="append", metavar="NAME=VALUE", help="extra environment")
     run.add_argument("--shell", action="store_true", help="run the command with /bin/sh -c")
+    add_placement_options(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG ...]")
 
     start = add("start", cmd_start, "start a step process described in a JSON file")
@@ -359,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--data", help="input of the first step, as a JSON object")
     start.add_argument("--wait", action="store_true")
     start.add_argument("--timeout", type=float)
+    add_placement_options(start)
 
     info = add("info", cmd_info, "show one process")
     info.add_argument("id")
@@ -368,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", choices=[str(status) for status in Status])
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--json", action="store_true")
+    add_list_filters(listing)
 
     logs = add("logs", cmd_logs, "print a process's output")
     logs.add_argument("id")
@@ -394,8 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-jobs", type=int, help="exit after taking this many processes")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument(
+        "--queue", action="append", metavar="NAME", help="run only this queue (repeatable)"
+    )
+    worker.add_argument(
         "--grace", type=float, default=10.0, help="on SIGTERM, seconds to let running work finish"
     )
+
+    queue = add("queue", cmd_queue, "show queues, set a queue's limit, pause or resume it")
+    add_queue_command(queue, lambda action: _store_option(action, argparse.SUPPRESS))
     return parser
 
 

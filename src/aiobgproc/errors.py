@@ -98,5 +98,8 @@ class ErrorType:
     """The manager running a command was closed (a command cannot resume)."""
     MANAGER_LOST = "ManagerLostError"
     """The manager running it was lost (killed, or frozen past its lease)."""
+    DEPENDENCY = "DependencyError"
+    """A process given in ``start(after=)`` ended ``error``, ``cancelled`` or ``timeout``: this
+    one ended without running."""
     INTERNAL = "InternalError"
     """The manager itself failed while running the process (a bug: please report it)."""

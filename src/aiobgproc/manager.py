@@ -8,17 +8,21 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
 from . import _clock, _spec
 from ._changes import Changes
+from ._list_filter import list_filter
 from ._location import open_store
-from ._options import check_options
+from ._options import OptionsView, check_options
+from ._queue_controls import QueueControls
 from ._runner import RunContext
 from ._scheduler import RECHECK, Scheduler
+from ._start_options import DEFAULT_QUEUE, meta_pairs, placement
 from ._watcher import Watcher
+from ._worker_controls import WorkerControls
 from .errors import (
     InvalidSpecError,
     InvalidStateError,
@@ -42,10 +46,7 @@ def _new_id() -> str:
     return f"{millis:012x}{uuid.uuid4().hex[:20]}"
 
 
-_MAX_LIMIT = 2**62
-
-
-class Manager:
+class Manager(QueueControls, WorkerControls, OptionsView):
     """Runs commands and step processes in the background, with state in a store.
 
     ::
@@ -76,6 +77,7 @@ class Manager:
         max_jobs: int | None = None,
         warm: bool | None = None,
         preload: Sequence[str] = (),
+        queues: Iterable[str] | None = None,
     ) -> None:
         options = check_options(
             concurrency=concurrency,
@@ -90,6 +92,7 @@ class Manager:
             max_jobs=max_jobs,
             warm=warm,
             preload=preload,
+            queues=queues,
         )
         self._store: Store = open_store(store)
         self._options = options
@@ -108,57 +111,6 @@ class Manager:
     @property
     def store(self) -> Store:
         return self._store
-
-    # The options, read-only: the scheduler and the watcher read them, and a value changed
-    # on a running manager would take effect in some places and not in others.
-
-    @property
-    def concurrency(self) -> int:
-        return self._options.concurrency
-
-    @property
-    def runs_processes(self) -> bool:
-        return self._options.runs_processes
-
-    @property
-    def error_log(self) -> str | None:
-        return self._options.error_log
-
-    @property
-    def max_output_bytes(self) -> int | None:
-        return self._options.max_output_bytes
-
-    @property
-    def grace_period(self) -> float:
-        return self._options.grace_period
-
-    @property
-    def poll_interval(self) -> float:
-        return self._options.poll_interval
-
-    @property
-    def python(self) -> str | None:
-        return self._options.python
-
-    @property
-    def lease(self) -> float:
-        return self._options.lease
-
-    @property
-    def max_attempts(self) -> int | None:
-        return self._options.max_attempts
-
-    @property
-    def max_jobs(self) -> int | None:
-        return self._options.max_jobs
-
-    @property
-    def warm(self) -> bool:
-        return self._options.warm
-
-    @property
-    def preload(self) -> tuple[str, ...]:
-        return self._options.preload
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -253,17 +205,45 @@ class Manager:
     # -- starting --------------------------------------------------------------------------
 
     async def start(
-        self, work: Any, data: dict[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        work: Any,
+        data: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        label: str | None = None,
+        meta: dict[str, Any] | None = None,
+        key: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        after: Iterable[str] = (),
     ) -> str:
         """Queue a Command or Process and return its id at once.
 
-        ``timeout`` (seconds) overrides the work's own. Raises InvalidSpecError, and stores
-        nothing, when the work, data or timeout is not acceptable.
+        ``timeout`` (seconds) overrides the work's own. ``label`` and ``meta`` describe it;
+        ``key``: while a process started with the same key is active, nothing is stored and
+        its id is returned; ``queue`` and ``priority`` (higher first) order it; ``delay`` or
+        ``at``: not run before; ``after``: not before these processes all finished. Raises
+        InvalidSpecError (ProcessNotFoundError for an unknown id in ``after``), and stores
+        nothing, when a value is not acceptable.
         """
         self._check_open()
         spec, own_timeout = _spec.work_spec(work)
         override = _spec.check_timeout(timeout)
         payload = _spec.check_data(data)
+        now = _clock.wall()
+        where = placement(
+            label=label,
+            meta=meta,
+            key=key,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            at=at,
+            after=after,
+            now=now,
+        )
         process = NewProcess(
             id=_new_id(),
             kind=spec["kind"],
@@ -271,11 +251,22 @@ class Manager:
             input=payload,
             timeout=override if timeout is not None else own_timeout,
             steps_total=len(spec["steps"]) if spec["kind"] == "process" else 0,
-            created_at=_clock.wall(),
+            created_at=now,
+            label=where.label,
+            meta=where.meta,
+            key=where.key,
+            queue=where.queue,
+            priority=where.priority,
+            run_at=where.run_at,
+            after=where.after,
+            meta_pairs=tuple(meta_pairs(where.meta)),
         )
         if await self._scheduler.start_directly(process):
             return process.id
-        await self._store.insert(process)
+        stored = await self._store.insert(process)
+        if stored != process.id:
+            log.info("key %r is held by process %s", process.key, stored)
+            return stored
         log.info(
             "process %s queued (%s)", process.id, process.kind, extra={"process_id": process.id}
         )
@@ -301,23 +292,30 @@ class Manager:
         return (await self._record(process_id, full=False)).to_info()
 
     async def list(
-        self, *, status: Status | str | Iterable[Status | str] | None = None, limit: int = 100
+        self,
+        *,
+        status: Status | str | Iterable[Status | str] | None = None,
+        limit: int = 100,
+        queue: str | None = None,
+        label: str | None = None,
+        key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        before: str | None = None,
     ) -> list[ProcessInfo]:
-        """Processes, newest first; ``status`` may be one status or several."""
+        """Processes, newest first, that match every filter given: ``status`` (one or
+        several), ``queue``, ``label``, ``key``, ``meta`` (each of its keys with an equal
+        value) and ``before`` (created before that process: the next page)."""
         self._check_open()
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidSpecError(f"limit must be a whole number >= 1, not {limit!r}")
-        limit = min(limit, _MAX_LIMIT)  # more than any store holds: a store takes 64 bits
-        statuses: list[Status] | None = None
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            try:
-                statuses = [Status(item) for item in wanted]
-            except ValueError:
-                raise InvalidSpecError(
-                    f"unknown status in {status!r}; one of: {', '.join(Status)}"
-                ) from None
-        return [record.to_info() for record in await self._store.list_processes(statuses, limit)]
+        where = list_filter(
+            status=status,
+            limit=limit,
+            queue=queue,
+            label=label,
+            key=key,
+            meta=meta,
+            before=before,
+        )
+        return [record.to_info() for record in await self._store.list_processes(where)]
 
     async def output(self, process_id: str) -> bytes:
         """Everything captured so far: stdout and stderr, interleaved as they arrived."""
@@ -432,39 +430,3 @@ class Manager:
         count = await self._store.prune(_clock.wall() - age)
         log.info("pruned %d processes", count)
         return count
-
-    # -- embedding a worker ------------------------------------------------------------------
-    # What `aiobgproc worker` (cli.cmd_worker) uses to drain a queue, stop on a signal or after
-    # --max-jobs; an asyncio daemon embedding a worker may use them the same way.
-
-    @property
-    def jobs_claimed(self) -> int:
-        """How many processes this manager has taken since it opened."""
-        return self._scheduler.jobs_claimed
-
-    @property
-    def exhausted(self) -> bool:
-        """True once this manager has claimed ``max_jobs`` processes."""
-        return self._scheduler.exhausted
-
-    @property
-    def running(self) -> int:
-        """How many processes this manager runs right now."""
-        return len(self._scheduler.runs)
-
-    async def stop_claiming(self) -> None:
-        """Take no more queued processes (running ones go on), and record that in the store,
-        so that `aiobgproc run` knows to start a worker of its own."""
-        await self._scheduler.stop_claiming()
-
-    async def resume_claiming(self) -> None:
-        await self._scheduler.resume_claiming()
-
-    async def queue_is_empty(self) -> bool:
-        """Whether no process waits in the queue (of the whole store)."""
-        return await self._scheduler.queue_is_empty()
-
-    async def wait_idle(self, *, burst: bool = True) -> None:
-        """Return once this manager runs nothing and will take no more work: the queue was
-        found empty (when ``burst``) or ``max_jobs`` processes were claimed."""
-        await self._scheduler.wait_idle(burst=burst)

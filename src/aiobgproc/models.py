@@ -90,6 +90,22 @@ class ProcessInfo:
     """Bytes of output the process produced, including any beyond the stored cap."""
     output_truncated: bool = False
     """True when output beyond the manager's ``max_output_bytes`` was dropped."""
+    label: str | None = None
+    """The short human name given to ``start``."""
+    meta: dict[str, Any] | None = None
+    """The JSON object given to ``start`` as ``meta``, as given."""
+    key: str | None = None
+    """The idempotency key given to ``start``."""
+    queue: str = "default"
+    priority: int = 0
+    run_at: datetime | None = None
+    """Not claimed before this time (``start(delay=)`` or ``start(at=)``)."""
+    after: tuple[str, ...] = ()
+    """Processes that must all finish before this one runs."""
+    command: tuple[str, ...] | None = None
+    """A command's argv, as it is run (None for a step process)."""
+    steps: tuple[str, ...] = ()
+    """A step process's step names, in order (``()`` for a command)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -106,8 +122,26 @@ class ProcessInfo:
                 value = value.to_dict()
             elif isinstance(value, Status):
                 value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
             result[item.name] = value
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue as ``Manager.queues()`` shows it: its stored settings and what it holds now."""
+
+    name: str
+    limit: int | None
+    """At most this many of its processes run at once on the whole store (None: no limit)."""
+    paused: bool
+    """Its processes are not claimed (those running go on)."""
+    queued: int
+    running: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True, init=False)

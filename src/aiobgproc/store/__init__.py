@@ -7,6 +7,22 @@ so the manager never loads aiosqlite or asyncpg through it (see docs/design.md).
 
 from __future__ import annotations
 
-from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord, Store
+from .protocol import (
+    Claim,
+    ListFilter,
+    ManagerRecord,
+    NewProcess,
+    ProcessRecord,
+    QueueRecord,
+    Store,
+)
 
-__all__ = ["Claim", "ManagerRecord", "NewProcess", "ProcessRecord", "Store"]
+__all__ = [
+    "Claim",
+    "ListFilter",
+    "ManagerRecord",
+    "NewProcess",
+    "ProcessRecord",
+    "QueueRecord",
+    "Store",
+]

@@ -24,9 +24,9 @@ from ..errors import StoreError
 from ..models import Status
 from . import sql
 from .postgres_schema import initialise, split_url
-from .protocol import Claim, ManagerRecord, ProcessRecord
-from .rows import dumps, loads, manager_row, record
-from .shared import Rollback, SharedOperations
+from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord
+from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
+from .shared import Rollback, SharedOperations, claim_order, in_claim_order
 
 T = TypeVar("T")
 _CHANGED_MAX: Final = 10_000  # ids remembered between two reads of them; past it, "any"
@@ -41,7 +41,13 @@ async def _reset(conn: Any) -> None:
         await conn.execute("ROLLBACK")
 
 
-_LIST_WHERE: Final = sql.list_where("= ANY(?::text[])")
+_KEY_ATTEMPTS: Final = 5
+_DEPENDENCY_STATUSES: Final = (
+    "SELECT id, status FROM {processes} WHERE id = ANY(?::text[]) FOR SHARE"
+)
+_CLAIM_IDS: Final = (
+    sql.CLAIM_SET + " WHERE id = ANY(?::text[]) AND status = {queued} RETURNING {columns}"
+)
 
 
 def _count(status: str) -> int:
@@ -216,20 +222,96 @@ class PostgresStore(SharedOperations):
 
     # -- processes ---------------------------------------------------------------------------
 
-    _CLAIM = (
-        sql.CLAIM_SET + " WHERE id IN (SELECT id FROM {processes} WHERE status = {queued}"
-        " ORDER BY created_at, id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING {columns}"
-    )
+    def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?::text[])", [list(values)]
 
-    async def list_processes(
-        self, statuses: Sequence[Status] | None, limit: int
+    async def insert(self, process: NewProcess) -> str:
+        q = self._sql
+
+        async def body(conn: Any) -> str:
+            # Another transaction may store the same key meanwhile: the unique index makes
+            # the insert do nothing, and the next read sees its process (or, ended by now,
+            # the next attempt stores ours).
+            for _ in range(_KEY_ATTEMPTS):
+                if process.key is not None:
+                    held = await conn.fetchval(q[sql.ACTIVE_WITH_KEY], process.key)
+                    if held is not None:
+                        return str(held)
+                statuses: dict[str, str] = {}
+                if process.after:
+                    # FOR SHARE: a dependency cannot end before this transaction commits, so
+                    # its trigger finds the edges stored here.
+                    rows = await conn.fetch(q[_DEPENDENCY_STATUSES], list(process.after))
+                    statuses = {str(row[0]): str(row[1]) for row in rows}
+                pending, failed = pending_dependencies(process.after, statuses)
+                params = insert_params(process, None, len(pending), failed)
+                if _count(await conn.execute(q[sql.INSERT_KEYED], *params)) == 1:
+                    await self._insert_extras(conn, process, pending)
+                    return process.id
+            raise StoreError(f"key {process.key!r}: could not store or find its process")
+
+        return await self._write(body, process.id)
+
+    async def insert_claimed(self, process: NewProcess, owner: str) -> ProcessRecord | None:
+        params = (*insert_params(process, owner), process.queue)
+
+        async def body(conn: Any) -> Any:
+            row = await conn.fetchrow(self._sql[sql.INSERT_CLAIMED], *params)
+            if row is not None:
+                await self._insert_extras(conn, process, ())
+            return row
+
+        row = await self._write(body, None, single=not process.meta_pairs)
+        return None if row is None else record(row)
+
+    async def _insert_extras(self, conn: Any, process: NewProcess, pending: Sequence[str]) -> None:
+        """A new process's rows beside its own: its unfinished dependencies and its meta."""
+        if pending:
+            await conn.executemany(
+                self._sql[sql.INSERT_DEPENDENCY], [(process.id, item) for item in pending]
+            )
+        if process.meta_pairs:
+            created = process.created_at
+            await conn.executemany(
+                self._sql[sql.INSERT_META],
+                [(process.id, name, value, created) for name, value in process.meta_pairs],
+            )
+
+    async def claim(
+        self, owner: str, now: float, limit: int, queues: Sequence[str] | None = None
     ) -> list[ProcessRecord]:
-        if statuses is None:
-            rows = await self._fetch(self._sql[sql.LIST], limit)
-        else:
-            names = [str(status) for status in statuses]
-            rows = await self._fetch(self._sql[_LIST_WHERE], names, limit)
-        return [record(row, full=False) for row in rows]
+        # The same steps as SQLiteStore.claim; here rows are locked one by one: claimable
+        # ones with SKIP LOCKED (claims never wait for each other), a limited queue's
+        # settings row with FOR UPDATE (its claims count its running processes one at a time).
+        q = self._sql
+
+        async def body(conn: Any) -> list[Any]:
+            await conn.execute(q[sql.PROMOTE_DUE], now)
+            candidates: list[tuple[Any, ...]] = []
+            for name, seen_limit, seen_paused in await conn.fetch(q[sql.CLAIMABLE_QUEUES]):
+                if queues is not None and name not in queues:
+                    continue
+                max_running, paused = seen_limit, seen_paused
+                if max_running is not None:  # read again, locked
+                    settings = await conn.fetchrow(q[sql.QUEUE_LOCKED], name)
+                    max_running, paused = settings if settings is not None else (None, 0)
+                if paused:
+                    continue
+                room = limit
+                if max_running is not None:
+                    running = await conn.fetchval(q[sql.RUNNING_IN_QUEUE], name)
+                    room = min(room, max_running - running)
+                if room > 0:
+                    rows = await conn.fetch(q[sql.CANDIDATES], name, room)
+                    candidates += [tuple(row) for row in rows]
+            ids = claim_order(candidates, limit)
+            if not ids:
+                return []
+            return list(await conn.fetch(q[_CLAIM_IDS], owner, now, ids))
+
+        empty: list[Any] = []
+        rows = await self._write(body, empty)
+        return in_claim_order([record(row) for row in rows])
 
     def _step_and(
         self, claim: Claim, step: tuple[Any, ...], end: str, values: tuple[Any, ...]
@@ -295,11 +377,11 @@ class PostgresStore(SharedOperations):
     # -- housekeeping ------------------------------------------------------------------------
 
     async def prune(self, finished_before: float) -> int:
-        chunks, steps, processes = (self._sql[statement] for statement in sql.PRUNE)
+        *others, processes = (self._sql[statement] for statement in sql.PRUNE)
 
         async def body(conn: Any) -> int:
-            await conn.execute(chunks, finished_before)
-            await conn.execute(steps, finished_before)
+            for statement in others:
+                await conn.execute(statement, finished_before)
             return _count(await conn.execute(processes, finished_before))
 
         return await self._write(body, 0)

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StoreError
 from . import schema as tables
+from . import triggers
 
 SCHEMA_VERSION: Final = tables.VERSION
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")  # short enough for the NOTIFY channel name
@@ -31,6 +32,11 @@ CREATE TRIGGER processes_changed AFTER INSERT OR UPDATE ON {s}.processes
 CREATE TRIGGER processes_deleted AFTER DELETE ON {s}.processes
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_change();
 """
+
+
+def migrations(schema: str) -> list[list[str]]:
+    """From version N to N + 1, at index N - 1 (version 1 is created by create_v1)."""
+    return [[*tables.migrate_v2("postgres", schema), *triggers.postgres(schema)]]
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -69,10 +75,18 @@ async def initialise(conn: Any, schema: str) -> None:
             raise StoreError(
                 f"schema {schema!r} holds tables of something else, not an aiobgproc store"
             )
-        for statement in tables.create("postgres", schema):
+        for statement in tables.create_v1("postgres", schema):
             await conn.execute(statement)
+        await conn.execute(f"INSERT INTO {schema}.meta VALUES ('schema_version', '1')")
+        version = "1"
+    if not str(version).isdigit():
+        raise StoreError(f"store schema {schema!r} is damaged: schema version {version!r}")
+    if int(version) < SCHEMA_VERSION:
+        for step in range(int(version), SCHEMA_VERSION):
+            for statement in migrations(schema)[step - 1]:
+                await conn.execute(statement)
         await conn.execute(
-            f"INSERT INTO {schema}.meta VALUES ('schema_version', $1)",
+            f"UPDATE {schema}.meta SET value = $1 WHERE key = 'schema_version'",
             str(SCHEMA_VERSION),
         )
     elif int(version) > SCHEMA_VERSION:

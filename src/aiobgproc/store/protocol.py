@@ -45,6 +45,15 @@ class ProcessRecord:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    label: str | None = None
+    meta: dict[str, Any] | None = None
+    key: str | None = None
+    queue: str = "default"
+    priority: int = 0
+    run_at: float | None = None
+    after: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()
+    """A command's argv, or a step process's step names."""
 
     def claim(self, owner: str) -> Claim:
         return Claim(self.id, owner, self.claim_token, self.attempts)
@@ -72,6 +81,15 @@ class ProcessRecord:
             timeout=self.timeout,
             output_size=self.output_size,
             output_truncated=self.output_truncated,
+            label=self.label,
+            meta=self.meta,
+            key=self.key,
+            queue=self.queue,
+            priority=self.priority,
+            run_at=to_datetime(self.run_at),
+            after=self.after,
+            command=self.summary if self.kind == "command" else None,
+            steps=self.summary if self.kind == "process" else (),
         )
 
 
@@ -87,9 +105,53 @@ class NewProcess:
     timeout: float | None
     steps_total: int
     created_at: float
+    label: str | None = None
+    meta: dict[str, Any] | None = None
+    key: str | None = None
+    queue: str = "default"
+    priority: int = 0
+    run_at: float | None = None
+    after: tuple[str, ...] = ()
+    meta_pairs: tuple[tuple[str, str], ...] = ()
+    """Each key of ``meta`` with its canonical JSON value (what list(meta=) matches)."""
 
     def spec_json(self) -> str:
         return json.dumps(self.spec, separators=(",", ":"))
+
+    def summary(self) -> list[str]:
+        """A command's argv, or the step names: what info and list show a process is."""
+        if self.kind == "command":
+            return list(self.spec["argv"])
+        return [step["name"] for step in self.spec["steps"]]
+
+    @property
+    def plain(self) -> bool:
+        """Neither keyed, delayed nor waiting for others: it may be stored already claimed."""
+        return self.key is None and self.run_at is None and not self.after
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """What list() asks for: every given filter must match (None: any)."""
+
+    statuses: Sequence[Status] | None = None
+    limit: int = 100
+    queue: str | None = None
+    label: str | None = None
+    key: str | None = None
+    meta: tuple[tuple[str, str], ...] = ()
+    """(key, canonical JSON value) pairs."""
+    before: str | None = None
+    """A process id: only processes created before it."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    name: str
+    limit: int | None
+    paused: bool
+    queued: int
+    running: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +195,17 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert(
-        self, process: NewProcess, *, owner: str | None = None
-    ) -> ProcessRecord | None:
-        """Store a new queued process; or, with ``owner``, one already claimed by that manager
-        (its first claim), and return it."""
+    async def insert(self, process: NewProcess) -> str:
+        """Store a new queued process and return its id. With a key that an active process
+        holds, store nothing and return that process's id. Raises ProcessNotFoundError
+        (nothing stored) when a process of ``process.after`` does not exist; a process
+        whose dependency already failed is stored ended (``error``, DependencyError)."""
+        ...
+
+    async def insert_claimed(self, process: NewProcess, owner: str) -> ProcessRecord | None:
+        """Store a new ``plain`` process already claimed by ``owner`` (its first claim) and
+        return it; None, and nothing stored, when its queue is paused or has a limit (the
+        claim must count it)."""
         ...
 
     async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
@@ -145,12 +213,40 @@ class Store(Protocol):
         (empty): enough for ProcessInfo, which shows neither."""
         ...
 
-    async def list_processes(
-        self, statuses: Sequence[Status] | None, limit: int
-    ) -> list[ProcessRecord]: ...
+    async def list_processes(self, where: ListFilter) -> list[ProcessRecord]:
+        """Newest first. Raises ProcessNotFoundError when ``where.before`` is unknown."""
+        ...
 
-    async def claim(self, owner: str, now: float, limit: int) -> list[ProcessRecord]:
-        """Move up to ``limit`` of the oldest queued processes to running for ``owner``."""
+    async def claim(
+        self, owner: str, now: float, limit: int, queues: Sequence[str] | None = None
+    ) -> list[ProcessRecord]:
+        """Move up to ``limit`` claimable processes of ``queues`` (None: all) to running for
+        ``owner``: first those whose ``run_at`` has come are made claimable; then, queue by
+        queue (a paused one skipped, a limited one counted in the same transaction), the
+        highest priority first, then the oldest."""
+        ...
+
+    async def next_run_at(self) -> float | None:
+        """The earliest ``run_at`` of a process that waits for its time only."""
+        ...
+
+    async def has_claimable(self) -> bool:
+        """Whether some process is queued and claimable now (in any queue)."""
+        ...
+
+    async def has_work(self, queues: Sequence[str] | None) -> bool:
+        """Whether a process of ``queues`` (None: all) that is not paused is queued and
+        claimable, waits for its time, or waits for a dependency that is queued or runs."""
+        ...
+
+    async def set_queue(
+        self, name: str, *, limit: int | bool | None = False, paused: bool | None = None
+    ) -> None:
+        """Store a queue's limit (False: unchanged) and/or paused flag (None: unchanged)."""
+        ...
+
+    async def list_queues(self) -> list[QueueRecord]:
+        """Every queue with a setting or a queued or running process, by name."""
         ...
 
     async def set_os_pid(

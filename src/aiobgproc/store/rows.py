@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ..errors import StoreError
+from ..errors import ProcessNotFoundError, StoreError
 from ..models import Status
 from .protocol import ManagerRecord, NewProcess, ProcessRecord
 
@@ -14,9 +14,12 @@ COLUMNS: Final = (
     "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
     "progress_message, exit_code, os_pid, os_pid_started, owner, attempts, timeout, "
     "output_size, output_truncated, cancel_requested, claim_token, created_at, started_at,"
-    " finished_at"
+    " finished_at, label, meta, process_key, queue, priority, run_at, after_ids, summary"
 )
 
+
+# The same, qualified: for a listing that joins another table.
+P_COLUMNS: Final = ", ".join(f"p.{name.strip()}" for name in COLUMNS.split(","))
 
 MANAGER_COLUMNS: Final = (
     "id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at, heartbeat_at,"
@@ -67,16 +70,29 @@ def dumps(value: Any) -> str | None:
 
 _QUEUED: Final = Status.QUEUED.value
 _RUNNING: Final = Status.RUNNING.value
+_ERROR: Final = Status.ERROR.value
 
 
-def insert_params(process: NewProcess, owner: str | None) -> tuple[Any, ...]:
+def insert_params(
+    process: NewProcess, owner: str | None, waiting: int = 0, failed: str | None = None
+) -> tuple[Any, ...]:
     """The values sql.INSERT stores for a new process: queued, or (``owner``) already claimed
-    by that manager, as its first claim would leave it."""
+    by that manager, as its first claim would leave it. ``waiting``: its dependencies that
+    have not finished; ``failed``: the DependencyError message of one that failed (the
+    process is stored ended, ``error``)."""
     claimed = owner is not None
+    ready = waiting == 0 and (process.run_at is None or process.run_at <= process.created_at)
+    status = _RUNNING if claimed else _QUEUED
+    error = None
+    if failed is not None:
+        status = _ERROR
+        error = dumps(
+            {"type": "DependencyError", "message": failed, "traceback": None, "step": None}
+        )
     return (
         process.id,
         process.kind,
-        _RUNNING if claimed else _QUEUED,
+        status,
         process.spec_json(),
         dumps(process.input),
         process.timeout,
@@ -86,7 +102,39 @@ def insert_params(process: NewProcess, owner: str | None) -> tuple[Any, ...]:
         1 if claimed else 0,
         1 if claimed else 0,
         process.created_at if claimed else None,
+        process.label,
+        dumps(process.meta),
+        process.key,
+        process.queue,
+        process.priority,
+        process.run_at,
+        dumps(list(process.after)) if process.after else None,
+        dumps(process.summary()),
+        waiting,
+        int(ready),
+        error,
+        process.created_at if failed is not None else None,
     )
+
+
+_FAILED: Final = frozenset(
+    status.value for status in (Status.ERROR, Status.CANCELLED, Status.TIMEOUT)
+)
+
+
+def pending_dependencies(
+    after: Sequence[str], statuses: dict[str, str]
+) -> tuple[list[str], str | None]:
+    """Of the processes ``after`` names (``statuses``: id -> status, as found): those not
+    finished yet, and the DependencyError message of the first that failed (None if none
+    did). ProcessNotFoundError for one that was not found."""
+    for depends_on in after:
+        if depends_on not in statuses:
+            raise ProcessNotFoundError(depends_on)
+    for depends_on in after:
+        if statuses[depends_on] in _FAILED:
+            return [], f"dependency {depends_on} ended {statuses[depends_on]}"
+    return [item for item in after if statuses[item] != Status.FINISHED.value], None
 
 
 def record(row: Sequence[Any], *, full: bool = True) -> ProcessRecord:
@@ -127,4 +175,12 @@ def _record(row: Sequence[Any], full: bool) -> ProcessRecord:
         created_at=row[22],
         started_at=row[23],
         finished_at=row[24],
+        label=row[25],
+        meta=loads(row[26]),
+        key=row[27],
+        queue=row[28],
+        priority=row[29],
+        run_at=row[30],
+        after=tuple(loads(row[31]) or ()),
+        summary=tuple(loads(row[32]) or ()),
     )

@@ -1,11 +1,14 @@
 """The schema, defined once: every table's columns with a neutral type, rendered to each
 database's DDL (``sqlite`` and ``postgres``).
 
-The rendered text is, statement for statement, what the stores have always executed (a
-SQLite store keeps it, as written, in ``sqlite_master``), so a store created by an earlier
-release opens unchanged. The tables here are schema version ``VERSION``; a new version
-adds its migration (``sqlite_file.MIGRATIONS``; ``postgres_schema.initialise``) and
-changes the tables to match, keeping version 1's statements for the first migration.
+Every store is built by its migrations, in order, a new one too: version 1's tables
+(``create_v1``: statement for statement what the first release executed), then each
+version's changes (``migrate_v2``: describing, queueing and scheduling). So the path an
+old store takes to the current version is the path every new store takes, and every test
+run checks it. A new version adds its ``migrate_vN`` here, to ``sqlite_file.MIGRATIONS``
+and to ``postgres_schema.MIGRATIONS``, and its columns to the tables below.
+
+Triggers are written per database (``triggers``): their bodies differ too much to share.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-VERSION: Final = 1
+VERSION: Final = 2
 
 Database = Literal["sqlite", "postgres"]
 
@@ -54,6 +57,7 @@ class Index:
     table: str
     columns: str
     where: str = ""
+    unique: bool = False
 
 
 # The tables, one column a line, in the order the DDL has always listed them (the order
@@ -62,7 +66,7 @@ class Index:
 NOT_NULL: Final = "NOT NULL"
 ZERO: Final = "NOT NULL DEFAULT 0"
 
-PROCESSES: Final = Table(
+PROCESSES_V1: Final = Table(
     "processes",
     (
         Column("id", "text", "PRIMARY KEY"),
@@ -94,6 +98,22 @@ PROCESSES: Final = Table(
         Column("finished_at", "real"),
     ),
 )
+# Version 2: describing, queueing and scheduling (added at the end, as ALTER TABLE adds).
+PROCESSES_V2: Final = (
+    Column("label", "text"),
+    Column("meta", "text"),  # JSON object; each of its keys is in process_meta too
+    Column("process_key", "text"),  # start(key=): unique among the active (an index)
+    Column("queue", "text", "NOT NULL DEFAULT 'default'"),
+    Column("priority", "int", ZERO),
+    Column("run_at", "real"),  # not claimed before
+    Column("after_ids", "text"),  # JSON list: start(after=)
+    Column("summary", "text"),  # JSON list: a command's argv, or the step names
+    Column("waiting", "int", ZERO),  # dependencies not finished yet
+    # 1: claimable while queued. 0 while it waits for run_at (the claim sets it when due)
+    # or for its dependencies (the last one to finish sets it, by trigger).
+    Column("ready", "int", "NOT NULL DEFAULT 1"),
+)
+PROCESSES: Final = Table("processes", PROCESSES_V1.columns + PROCESSES_V2)
 OUTPUT_CHUNKS: Final = Table(
     "output_chunks",
     (
@@ -132,12 +152,74 @@ MANAGERS: Final = Table(
         Column("heartbeat_boottime", "real", NOT_NULL),
     ),
 )
-INDEXES: Final = (
+INDEXES_V1: Final = (
     Index("processes_by_status", "processes", "status, created_at, id"),
     Index("processes_by_created", "processes", "created_at, id"),
     Index("processes_by_owner", "processes", "owner", "owner IS NOT NULL"),
 )
-TABLES: Final = (PROCESSES, OUTPUT_CHUNKS, STEP_OUTPUTS, MANAGERS)
+TABLES_V1: Final = (PROCESSES_V1, OUTPUT_CHUNKS, STEP_OUTPUTS, MANAGERS)
+
+QUEUES: Final = Table(
+    "queues",  # a row for a queue with a setting; a queue without one has no row
+    (
+        Column("name", "text", "PRIMARY KEY"),
+        Column("max_running", "int"),  # NULL: no limit
+        Column("paused", "int", ZERO),
+    ),
+)
+DEPENDENCIES: Final = Table(
+    "dependencies",  # start(after=): the edges not resolved yet (a trigger deletes the rest)
+    (Column("process_id", "text", NOT_NULL), Column("depends_on", "text", NOT_NULL)),
+    primary_key=("process_id", "depends_on"),
+    without_rowid=True,
+)
+PROCESS_META: Final = Table(
+    "process_meta",  # each key of a process's meta with its canonical JSON value: list(meta=)
+    (
+        Column("process_id", "text", NOT_NULL),
+        Column("name", "text", NOT_NULL),
+        Column("value", "text", NOT_NULL),
+        Column("created_at", "real", NOT_NULL),  # the process's: listings are newest first
+    ),
+    primary_key=("process_id", "name"),
+    without_rowid=True,
+)
+QUEUED_READY: Final = "status = 'queued' AND ready = 1"
+ACTIVE: Final = "status NOT IN ('finished', 'error', 'cancelled', 'timeout')"
+INDEXES_V2: Final = (
+    # The claim: per queue, higher priority first, then start order; only what is claimable.
+    Index("processes_claimable", "processes", "queue, priority DESC, created_at, id", QUEUED_READY),
+    # What waits for its time only: the claim makes the due ones claimable.
+    Index(
+        "processes_delayed",
+        "processes",
+        "run_at",
+        "status = 'queued' AND ready = 0 AND waiting = 0",
+    ),
+    Index(
+        "processes_active_key",
+        "processes",
+        "process_key",
+        f"process_key IS NOT NULL AND {ACTIVE}",
+        unique=True,
+    ),
+    Index(
+        "processes_by_key", "processes", "process_key, created_at, id", "process_key IS NOT NULL"
+    ),
+    Index("processes_by_label", "processes", "label, created_at, id", "label IS NOT NULL"),
+    Index("processes_by_queue", "processes", "queue, created_at, id"),
+    Index("dependencies_by_target", "dependencies", "depends_on"),
+    Index("process_meta_by_value", "process_meta", "name, value, created_at, process_id"),
+)
+TABLES: Final = (
+    PROCESSES,
+    OUTPUT_CHUNKS,
+    STEP_OUTPUTS,
+    MANAGERS,
+    QUEUES,
+    DEPENDENCIES,
+    PROCESS_META,
+)
 TABLE_NAMES: Final = tuple(table.name for table in TABLES)
 
 
@@ -153,20 +235,55 @@ def _create_table(table: Table, database: Database, prefix: str) -> str:
     return f"CREATE TABLE {prefix}{table.name} (\n" + ",\n".join(lines) + f"\n){suffix}"
 
 
-def create(database: Database, schema: str | None = None) -> list[str]:
-    """The statements that create the current schema (in ``schema``, for PostgreSQL)."""
+def _create_index(index: Index, prefix: str) -> str:
+    unique = "UNIQUE " if index.unique else ""
+    return f"CREATE {unique}INDEX {index.name} ON {prefix}{index.table} ({index.columns})" + (
+        f" WHERE {index.where}" if index.where else ""
+    )
+
+
+def create_v1(database: Database, schema: str | None = None) -> list[str]:
+    """The statements that created version 1 (in ``schema``, for PostgreSQL)."""
     prefix = f"{schema}." if schema else ""
-    statements = [_create_table(PROCESSES, database, prefix)]
-    statements += [
-        f"CREATE INDEX {index.name} ON {prefix}{index.table} ({index.columns})"
-        + (f" WHERE {index.where}" if index.where else "")
-        for index in INDEXES
-    ]
-    for table in TABLES[1:]:
+    statements = [_create_table(PROCESSES_V1, database, prefix)]
+    statements += [_create_index(index, prefix) for index in INDEXES_V1]
+    for table in TABLES_V1[1:]:
         statements.append(_create_table(table, database, prefix))
         if table.sqlite_unique_index and database == "sqlite":
             statements.append(
                 f"CREATE UNIQUE INDEX {table.sqlite_unique_index} ON {table.name}"
                 f" ({', '.join(table.primary_key)})"
             )
+    return statements
+
+
+# What an existing process of version 1 is described by (its summary): a command's argv, or
+# its step names, from its spec.
+_SUMMARY: Final[dict[Database, str]] = {
+    "sqlite": (
+        "CASE kind WHEN 'command' THEN json_extract(spec, '$.argv') ELSE"
+        " (SELECT json_group_array(json_extract(value, '$.name'))"
+        " FROM json_each(spec, '$.steps')) END"
+    ),
+    "postgres": (
+        "CASE kind WHEN 'command' THEN (spec::jsonb -> 'argv')::text ELSE"
+        # (not "step": a column of processes)
+        " (SELECT jsonb_agg(s.value ->> 'name') FROM jsonb_array_elements(spec::jsonb -> 'steps')"
+        " AS s(value))::text END"
+    ),
+}
+
+
+def migrate_v2(database: Database, schema: str | None = None) -> list[str]:
+    """Version 1 to 2 (triggers.dependencies adds the trigger): old processes get the queue
+    "default" and priority 0 from the columns' defaults."""
+    prefix = f"{schema}." if schema else ""
+    statements = [
+        f"ALTER TABLE {prefix}processes ADD COLUMN {column.name} {TYPES[column.type][database]}"
+        + (f" {column.constraint}" if column.constraint else "")
+        for column in PROCESSES_V2
+    ]
+    statements.append(f"UPDATE {prefix}processes SET summary = {_SUMMARY[database]}")
+    statements += [_create_table(table, database, prefix) for table in TABLES[4:]]
+    statements += [_create_index(index, prefix) for index in INDEXES_V2]
     return statements

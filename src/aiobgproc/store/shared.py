@@ -14,29 +14,38 @@ one function in a thread or the loop's thread, PostgreSQL as coroutines on a con
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Sequence
+from typing import Any, Final
 
+from ..errors import ProcessNotFoundError
 from ..models import Status
 from . import sql
-from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord
-from .rows import dumps, insert_params, manager_record, record
+from .protocol import Claim, ListFilter, ManagerRecord, ProcessRecord, QueueRecord
+from .rows import dumps, manager_record, record
+
+SHORT_LIST: Final = 1000  # rows a listing may read in SQLite's event loop thread
 
 
 class Rollback(Exception):
     """Raised inside a write transaction to undo it when a compare-and-set fails."""
 
 
-def _age(record: ProcessRecord) -> tuple[float, str]:
-    return (record.created_at, record.id)
+def claim_order(candidates: list[tuple[Any, ...]], limit: int) -> list[str]:
+    """The ids to claim of (id, priority, created_at) candidates from several queues: the
+    highest priority first, then the oldest."""
+    candidates.sort(key=lambda row: (-row[1], row[2], row[0]))
+    return [str(row[0]) for row in candidates[:limit]]
+
+
+def in_claim_order(records: list[ProcessRecord]) -> list[ProcessRecord]:
+    return sorted(records, key=lambda item: (-item.priority, item.created_at, item.id))
 
 
 class SharedOperations:
     """Store methods on the primitives below; ``_sql`` renders the neutral SQL for the store's
-    database, and ``_CLAIM`` is its claim statement."""
+    database."""
 
     _sql: sql.Dialect
-    _CLAIM: ClassVar[str]
 
     def _change(self, statement: str, params: tuple[Any, ...]) -> Awaitable[int]:
         """Run one write statement (atomic by itself: no savepoint, no transaction of its own);
@@ -68,23 +77,68 @@ class SharedOperations:
 
     # -- processes ---------------------------------------------------------------------------
 
-    async def insert(
-        self, process: NewProcess, *, owner: str | None = None
-    ) -> ProcessRecord | None:
-        params = insert_params(process, owner)
-        if owner is None:
-            await self._change(self._sql[sql.INSERT], params)
-            return None
-        rows = await self._returned(self._sql[sql.INSERT_RETURNING], params)
-        return record(rows[0])
-
     async def get(self, process_id: str, *, full: bool = True) -> ProcessRecord | None:
         row = await self._row(self._sql[sql.GET], (process_id,))
         return None if row is None else record(row, full=full)
 
-    async def claim(self, owner: str, now: float, limit: int) -> list[ProcessRecord]:
-        rows = await self._returned(self._sql[self._CLAIM], (owner, now, limit))
-        return sorted((record(row) for row in rows), key=_age)
+    def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL that tests ``column`` against a list of ``values``, and its parameters."""
+        raise NotImplementedError
+
+    async def list_processes(self, where: ListFilter) -> list[ProcessRecord]:
+        text, params = sql.list_query(where, self._member)
+        if where.before is not None:
+            row = await self._row(self._sql[sql.CREATED], (where.before,))
+            if row is None:
+                raise ProcessNotFoundError(where.before)
+            params += [row[0], row[1]]
+        params.append(where.limit)
+        # A page of one index range is short; a sort (several statuses, filters that no
+        # one index serves) or a long page may take milliseconds.
+        simple = where.statuses is None or len(where.statuses) <= 1
+        long = where.limit > SHORT_LIST or not simple or len(where.meta) > 1
+        rows = await self._rows(self._sql[text], tuple(params), long=long)
+        return [record(row, full=False) for row in rows]
+
+    async def next_run_at(self) -> float | None:
+        row = await self._row(self._sql[sql.NEXT_RUN_AT], ())
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def has_claimable(self) -> bool:
+        return await self._row(self._sql[sql.HAS_CLAIMABLE], ()) is not None
+
+    async def has_work(self, queues: Sequence[str] | None) -> bool:
+        text, params = sql.HAS_WORK, list[Any]()
+        if queues is not None:
+            test, params = self._member("p.queue", queues)
+            text += " AND " + test
+        return await self._row(self._sql[text + " LIMIT 1"], tuple(params)) is not None
+
+    # -- queues ------------------------------------------------------------------------------
+
+    async def set_queue(
+        self, name: str, *, limit: int | bool | None = False, paused: bool | None = None
+    ) -> None:
+        # Each statement is atomic; a queue row left without a setting means no setting.
+        if limit is not False:
+            await self._change(self._sql[sql.SET_QUEUE_LIMIT], (name, limit))
+        if paused is not None:
+            await self._change(self._sql[sql.SET_QUEUE_PAUSED], (name, int(paused)))
+        await self._change(self._sql[sql.FORGET_QUEUE], (name,))
+
+    async def list_queues(self) -> list[QueueRecord]:
+        settings = await self._rows(self._sql[sql.QUEUE_SETTINGS], ())
+        counts = await self._rows(self._sql[sql.QUEUE_COUNTS], (), long=True)
+        found: dict[str, list[Any]] = {
+            str(name): [limit, bool(paused), 0, 0] for name, limit, paused in settings
+        }
+        for name, status, count in counts:
+            entry = found.setdefault(str(name), [None, False, 0, 0])
+            entry[2 if status == Status.QUEUED.value else 3] = int(count)
+        return [
+            QueueRecord(name, limit, paused, queued, running)
+            for name, (limit, paused, queued, running) in sorted(found.items())
+        ]
 
     async def _update_claimed(self, claim: Claim, statement: str, values: tuple[Any, ...]) -> bool:
         """One compare-and-set ``statement`` (sql.update_claimed) on the process ``claim``

@@ -7,9 +7,14 @@ The neutral form is SQL in which
   (qualified with the store's schema in PostgreSQL);
 - ``{queued}``, ``{running}``, ... are the statuses as SQL literals, from ``Status``, and
   ``{terminal}`` is TERMINAL_STATUSES as a list of them;
-- ``{columns}`` and ``{manager_columns}`` are the columns ``rows`` reads, in its order;
+- ``{columns}`` and ``{manager_columns}`` are the columns ``rows`` reads, in its order
+  (``{p_columns}``: the process columns qualified as ``p.``);
 - ``{for_update}`` locks the rows a read inside a write transaction returns: `` FOR UPDATE``
-  in PostgreSQL; nothing in SQLite, where BEGIN IMMEDIATE holds the write lock already.
+  in PostgreSQL; nothing in SQLite, where BEGIN IMMEDIATE holds the write lock already;
+  ``{skip_locked}`` likewise, passing over rows another claim holds;
+- ``{by_claimable}``, ``{by_delayed}`` and ``{by_status}`` name the index a claim's query must
+  use: `` INDEXED BY ...`` in SQLite, whose planner (with no statistics) would take the
+  status index and walk every queued row; nothing in PostgreSQL, whose planner does not.
 
 A store renders a statement by looking it up in its ``Dialect`` (rendered once, then
 memoised: the same few statements come back). Statements only one database runs live in
@@ -18,10 +23,12 @@ its module, in the same form.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from ..models import TERMINAL_STATUSES, Status
-from .rows import COLUMNS, MANAGER_COLUMNS
+from .protocol import ListFilter
+from .rows import COLUMNS, MANAGER_COLUMNS, P_COLUMNS
 from .schema import TABLE_NAMES
 
 
@@ -35,7 +42,13 @@ class Dialect(dict[str, str]):
     """Statements of the neutral form as one database (and schema) runs them, memoised."""
 
     def __init__(
-        self, *, schema: str | None = None, numbered: bool = False, for_update: str = ""
+        self,
+        *,
+        schema: str | None = None,
+        numbered: bool = False,
+        for_update: str = "",
+        skip_locked: str = "",
+        index_hints: bool = False,
     ) -> None:
         super().__init__()
         prefix = f"{schema}." if schema else ""
@@ -47,8 +60,18 @@ class Dialect(dict[str, str]):
                 f"'{status}'" for status in Status if status in TERMINAL_STATUSES
             ),
             "columns": COLUMNS,
+            "p_columns": P_COLUMNS,
             "manager_columns": MANAGER_COLUMNS,
             "for_update": for_update,
+            "skip_locked": skip_locked,
+            **{
+                f"by_{name}": f" INDEXED BY {index}" if index_hints else ""
+                for name, index in (
+                    ("claimable", "processes_claimable"),
+                    ("delayed", "processes_delayed"),
+                    ("status", "processes_by_status"),
+                )
+            },
         }
 
     def __missing__(self, template: str) -> str:
@@ -59,30 +82,89 @@ class Dialect(dict[str, str]):
         return sql
 
 
-SQLITE: Final = Dialect()
+SQLITE: Final = Dialect(index_hints=True)
 
 
 def postgres(schema: str) -> Dialect:
-    return Dialect(schema=schema, numbered=True, for_update=" FOR UPDATE")
+    return Dialect(
+        schema=schema,
+        numbered=True,
+        for_update=" FOR UPDATE",
+        skip_locked=" FOR UPDATE SKIP LOCKED",
+    )
 
 
 # -- processes -------------------------------------------------------------------------------
 
 INSERT: Final = (
     "INSERT INTO {processes} (id, kind, status, spec, input, timeout, steps_total, created_at,"
-    " owner, claim_token, attempts, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " owner, claim_token, attempts, started_at, label, meta, process_key, queue, priority,"
+    " run_at, after_ids, summary, waiting, ready, error, finished_at) VALUES (?, ?, ?, ?, ?, ?,"
+    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_RETURNING: Final = INSERT + " RETURNING {columns}"
+# A key an active process holds (the unique index processes_active_key): nothing stored.
+INSERT_KEYED: Final = INSERT + " ON CONFLICT DO NOTHING"
+ACTIVE_WITH_KEY: Final = (
+    "SELECT id FROM {processes} WHERE process_key = ? AND status NOT IN ({terminal})"
+)
+# Stored claimed (the direct start) only into a queue with no limit and not paused: a
+# limited queue's running processes are counted by the claim, which locks the queue.
+INSERT_CLAIMED: Final = (
+    INSERT.replace(" VALUES (", " SELECT ").removesuffix(")")
+    + " WHERE NOT EXISTS (SELECT 1 FROM {queues} WHERE name = ?"
+    " AND (paused <> 0 OR max_running IS NOT NULL)) RETURNING {columns}"
+)
+INSERT_META: Final = (
+    "INSERT INTO {process_meta} (process_id, name, value, created_at) VALUES (?, ?, ?, ?)"
+)
+INSERT_DEPENDENCY: Final = "INSERT INTO {dependencies} (process_id, depends_on) VALUES (?, ?)"
 GET: Final = "SELECT {columns} FROM {processes} WHERE id = ?"
-LIST: Final = "SELECT {columns} FROM {processes} ORDER BY created_at DESC, id DESC LIMIT ?"
+CREATED: Final = "SELECT created_at, id FROM {processes} WHERE id = ?"
 
 
-def list_where(status_test: str) -> str:
-    """A listing of the processes whose status passes ``status_test`` (``IN (?, ?)``, ...)."""
-    return (
-        f"SELECT {{columns}} FROM {{processes}} WHERE status {status_test}"
-        " ORDER BY created_at DESC, id DESC LIMIT ?"
-    )
+def list_query(
+    where: ListFilter, member: Callable[[str, Sequence[str]], tuple[str, list[Any]]]
+) -> tuple[str, list[Any]]:
+    """A listing, newest first, of the processes every filter of ``where`` matches.
+
+    ``member(column, values)`` is the store's test of a column against a list. A meta
+    filter drives the query from process_meta's index (its first pair; the others are
+    tested on each row found), anything else from the processes table, where each single
+    filter has an index in created_at order."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    if where.meta:
+        (name, value), *others = where.meta
+        source = "{process_meta} m JOIN {processes} p ON p.id = m.process_id"
+        conditions.append("m.name = ? AND m.value = ?")
+        params += [name, value]
+        for name, value in others:
+            conditions.append(
+                "EXISTS (SELECT 1 FROM {process_meta} x WHERE x.process_id = p.id"
+                " AND x.name = ? AND x.value = ?)"
+            )
+            params += [name, value]
+        created, ident = "m.created_at", "m.process_id"
+    else:
+        source, created, ident = "{processes} p", "p.created_at", "p.id"
+    if where.statuses is not None:
+        test, values = member("p.status", [str(status) for status in where.statuses])
+        conditions.append(test)
+        params += values
+    for column, wanted in (
+        ("p.queue", where.queue),
+        ("p.label", where.label),
+        ("p.process_key", where.key),
+    ):
+        if wanted is not None:
+            conditions.append(f"{column} = ?")
+            params.append(wanted)
+    if where.before is not None:
+        conditions.append(f"({created}, {ident}) < (?, ?)")  # the values: the store's
+    text = "SELECT {p_columns} FROM " + source
+    if conditions:
+        text += " WHERE " + " AND ".join(conditions)
+    return text + f" ORDER BY {created} DESC, {ident} DESC LIMIT ?", params
 
 
 # The start of a claim (owner, now): each store picks the queued rows its own way.
@@ -90,6 +172,67 @@ CLAIM_SET: Final = (
     "UPDATE {processes} SET status = {running}, owner = ?, claim_token = claim_token + 1,"
     " attempts = attempts + 1 - continuing, continuing = 0,"
     " started_at = coalesce(started_at, ?), os_pid = NULL, os_pid_started = NULL"
+)
+
+# -- claiming (the start of the claim's UPDATE is CLAIM_SET; each store picks the ids) ------
+
+# Processes whose time has come, and that wait for nothing else, become claimable (now).
+PROMOTE_DUE: Final = (
+    "UPDATE {processes} SET ready = 1 WHERE id IN (SELECT id FROM {processes}{by_delayed}"
+    " WHERE status = {queued} AND ready = 0 AND waiting = 0 AND run_at <= ?{skip_locked})"
+)
+# The queues that hold a claimable process, with their settings: one index probe a queue.
+CLAIMABLE_QUEUES: Final = (
+    "WITH RECURSIVE q(name) AS (SELECT (SELECT queue FROM {processes}{by_claimable}"
+    " WHERE status = {queued} AND ready = 1 ORDER BY queue LIMIT 1)"
+    " UNION ALL SELECT (SELECT queue FROM {processes}{by_claimable} WHERE status = {queued}"
+    " AND ready = 1 AND queue > q.name ORDER BY queue LIMIT 1) FROM q"
+    " WHERE q.name IS NOT NULL)"
+    " SELECT q.name, s.max_running, coalesce(s.paused, 0) FROM q"
+    " LEFT JOIN {queues} s ON s.name = q.name WHERE q.name IS NOT NULL"
+)
+# A limited queue's settings, locked (PostgreSQL): its claims count one at a time.
+QUEUE_LOCKED: Final = "SELECT max_running, paused FROM {queues} WHERE name = ?{for_update}"
+RUNNING_IN_QUEUE: Final = (
+    "SELECT count(*) FROM {processes}{by_status} WHERE status = {running} AND queue = ?"
+)
+CANDIDATES: Final = (
+    "SELECT id, priority, created_at FROM {processes}{by_claimable} WHERE status = {queued}"
+    " AND ready = 1 AND queue = ? ORDER BY priority DESC, created_at, id LIMIT ?{skip_locked}"
+)
+NEXT_RUN_AT: Final = (
+    "SELECT min(run_at) FROM {processes}{by_delayed}"
+    " WHERE status = {queued} AND ready = 0 AND waiting = 0"
+)
+HAS_CLAIMABLE: Final = (
+    "SELECT 1 FROM {processes}{by_claimable} WHERE status = {queued} AND ready = 1 LIMIT 1"
+)
+# Work a burst worker waits for: claimable, or waiting for its time, or for a dependency
+# that is queued or runs (not one that is interrupted: that may wait for days); never in a
+# paused queue. (A queue test, when the worker has its queues, is added before LIMIT.)
+HAS_WORK: Final = (
+    "SELECT 1 FROM {processes} p WHERE p.status = {queued} AND NOT EXISTS (SELECT 1 FROM"
+    " {queues} s WHERE s.name = p.queue AND s.paused <> 0) AND (p.waiting = 0 OR EXISTS"
+    " (SELECT 1 FROM {dependencies} d JOIN {processes} r ON r.id = d.depends_on"
+    " WHERE d.process_id = p.id AND r.status IN ({queued}, {running})))"
+)
+
+# -- queues -----------------------------------------------------------------------------------
+
+SET_QUEUE_LIMIT: Final = (
+    "INSERT INTO {queues} (name, max_running) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running"
+)
+SET_QUEUE_PAUSED: Final = (
+    "INSERT INTO {queues} (name, paused) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused"
+)
+# A queue without a setting has no row.
+FORGET_QUEUE: Final = "DELETE FROM {queues} WHERE name = ? AND max_running IS NULL AND paused = 0"
+QUEUE_SETTINGS: Final = "SELECT name, max_running, paused FROM {queues}"
+QUEUE_COUNTS: Final = (
+    "SELECT queue, status, count(*) FROM {processes} WHERE status IN ({queued}, {running})"
+    " GROUP BY queue, status"
 )
 
 # The compare-and-set of every change to a claimed process: its id, still running, for the
@@ -197,6 +340,8 @@ _DOOMED: Final = "SELECT id FROM {processes} WHERE status IN ({terminal}) AND fi
 PRUNE: Final = (
     "DELETE FROM {output_chunks} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {step_outputs} WHERE process_id IN (" + _DOOMED + ")",
+    "DELETE FROM {process_meta} WHERE process_id IN (" + _DOOMED + ")",
+    "DELETE FROM {dependencies} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {processes} WHERE id IN (" + _DOOMED + ")",
 )
 

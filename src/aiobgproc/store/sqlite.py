@@ -22,14 +22,13 @@ from .._faults import fault
 from ..errors import StoreError
 from ..models import Status
 from . import sql
-from .protocol import Claim, ManagerRecord, ProcessRecord
-from .rows import dumps, loads, manager_row, record
-from .shared import Rollback, SharedOperations
+from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord
+from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
+from .shared import Rollback, SharedOperations, claim_order, in_claim_order
 from .sqlite_connection import BUSY_TIMEOUT_MS, Conn, SQLiteConnection
 from .sqlite_file import check_path, not_sqlite, one, prepare
 
 _SHORT_WRITE_BYTES: Final = 64 * 1024  # more output than this is written in the thread
-_SHORT_LIST: Final = 1000  # rows a listing may read in the event loop's thread
 _SQL: Final = sql.SQLITE
 # The update that follows a recorded step, for each of sql.STEP_ENDS.
 _AFTER_STEP: Final = {end: _SQL[sql.update_claimed(end)] for end in sql.STEP_ENDS}
@@ -44,12 +43,6 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
     """A Store in one SQLite file, created on first use. Safe to share between OS processes."""
 
     _sql = _SQL
-    _CLAIM = (
-        sql.CLAIM_SET + " WHERE id IN (SELECT id FROM {processes} WHERE status = {queued}"
-        # "+": look the claimed ids up by primary key. A plain status test here
-        # makes SQLite walk every queued row's index entry (O(queue) per claim).
-        " ORDER BY created_at, id LIMIT ?) AND +status = {queued} RETURNING {columns}"
-    )
     on_change: Callable[[], None] | None = None  # never called: data_version is polled
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -106,21 +99,62 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
 
     # -- processes ---------------------------------------------------------------------------
 
-    async def list_processes(
-        self, statuses: Sequence[Status] | None, limit: int
+    def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+    async def insert(self, process: NewProcess) -> str:
+        def body(db: Conn) -> str:
+            if process.key is not None:
+                held = one(db, _SQL[sql.ACTIVE_WITH_KEY], (process.key,))
+                if held is not None:  # under the write lock: no one can end it meanwhile
+                    return str(held[0])
+            pending, failed = _dependencies(db, process.after)
+            db.execute(_SQL[sql.INSERT], insert_params(process, None, len(pending), failed))
+            _insert_extras(db, process, () if failed else pending)
+            return process.id
+
+        return await self._write(body, process.id)
+
+    async def insert_claimed(self, process: NewProcess, owner: str) -> ProcessRecord | None:
+        params = (*insert_params(process, owner), process.queue)
+
+        def body(db: Conn) -> Any:
+            row = one(db, _SQL[sql.INSERT_CLAIMED], params)
+            if row is not None:
+                _insert_extras(db, process, ())
+            return row
+
+        row = await self._write(body, None, single=not process.meta_pairs)
+        return None if row is None else record(row)
+
+    async def claim(
+        self, owner: str, now: float, limit: int, queues: Sequence[str] | None = None
     ) -> list[ProcessRecord]:
-        if statuses is None:
-            statement = _SQL[sql.LIST]
-            params: tuple[Any, ...] = (limit,)
-        else:
-            marks = ", ".join("?" for _ in statuses)
-            statement = _SQL[sql.list_where(f"IN ({marks})")]
-            params = (*(str(status) for status in statuses), limit)
-        # One index range, a page of rows: short. Several statuses (a sort) or a long page may
-        # take milliseconds: not in the event loop's thread.
-        short = limit <= _SHORT_LIST and (statuses is None or len(statuses) <= 1)
-        rows = await (self._read if short else self._call)(_all, statement, params)
-        return [record(row, full=False) for row in rows]
+        # The same steps as PostgresStore.claim; here BEGIN IMMEDIATE holds the write lock,
+        # so nothing is locked row by row.
+        def body(db: Conn) -> list[Any]:
+            db.execute(_SQL[sql.PROMOTE_DUE], (now,))
+            candidates: list[tuple[Any, ...]] = []
+            for name, max_running, paused in _all(db, _SQL[sql.CLAIMABLE_QUEUES]):
+                if paused or (queues is not None and name not in queues):
+                    continue
+                room = limit
+                if max_running is not None:
+                    running = one(db, _SQL[sql.RUNNING_IN_QUEUE], (name,))[0]
+                    room = min(room, max_running - running)
+                if room > 0:
+                    candidates += _all(db, _SQL[sql.CANDIDATES], (name, room))
+            ids = claim_order(candidates, limit)
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
+            # "+status": look the ids up by primary key, not every queued row by status.
+            statement = sql.CLAIM_SET + f" WHERE id IN ({marks}) AND +status = {{queued}}"
+            return _all(db, _SQL[statement + " RETURNING {columns}"], (owner, now, *ids))
+
+        empty: list[Any] = []
+        rows = await self._write(body, empty)
+        return in_claim_order([record(row) for row in rows])
 
     def _step_and(
         self, claim: Claim, step: tuple[Any, ...], end: str, values: tuple[Any, ...]
@@ -183,11 +217,11 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
     # -- housekeeping ------------------------------------------------------------------------
 
     async def prune(self, finished_before: float) -> int:
-        chunks, steps, processes = (_SQL[statement] for statement in sql.PRUNE)
+        *others, processes = (_SQL[statement] for statement in sql.PRUNE)
 
         def body(db: Conn) -> int:
-            db.execute(chunks, (finished_before,))
-            db.execute(steps, (finished_before,))
+            for statement in others:
+                db.execute(statement, (finished_before,))
             return int(db.execute(processes, (finished_before,)).rowcount)
 
         return await self._write(body, 0, long=True)
@@ -217,6 +251,26 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
         rows = await self._call(_all, "PRAGMA integrity_check", ())
         problems = [str(row[0]) for row in rows]
         return [] if problems == ["ok"] else problems
+
+
+def _dependencies(db: Conn, after: Sequence[str]) -> tuple[list[str], str | None]:
+    """Of the processes ``after`` names: those not finished yet, and the message of the
+    first that failed (None if none did). ProcessNotFoundError for an unknown one."""
+    if not after:
+        return [], None
+    marks = ", ".join("?" for _ in after)
+    statuses = dict(
+        _all(db, _SQL["SELECT id, status FROM {processes} WHERE id IN (" + marks + ")"], after)
+    )
+    return pending_dependencies(after, statuses)
+
+
+def _insert_extras(db: Conn, process: NewProcess, pending: Sequence[str]) -> None:
+    """A new process's rows beside its own: its unfinished dependencies and its meta keys."""
+    for depends_on in pending:
+        db.execute(_SQL[sql.INSERT_DEPENDENCY], (process.id, depends_on))
+    for name, value in process.meta_pairs:
+        db.execute(_SQL[sql.INSERT_META], (process.id, name, value, process.created_at))
 
 
 def _claim_params(claim: Claim) -> tuple[str, str, int]:

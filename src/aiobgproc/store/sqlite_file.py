@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import StoreError
-from . import schema
+from . import schema, triggers
 from .sqlite_connection import BUSY_TIMEOUT_MS, Conn, busy, transaction
 
 APPLICATION_ID: Final = 0x61626770  # "abgp": marks a file as ours
@@ -29,7 +29,10 @@ CHECKPOINT_BYTES: Final = 16 << 20
 _MIN_DATABASE_BYTES: Final = 512  # the smallest SQLite page: a database is at least one
 
 # Migrations from version N to N+1, run in one transaction each; index 0 creates version 1.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (tuple(schema.create("sqlite")),)
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    tuple(schema.create_v1("sqlite")),
+    (*schema.migrate_v2("sqlite"), triggers.SQLITE),
+)
 
 
 def one(db: Conn, sql: str, params: Any = ()) -> Any:
@@ -111,6 +114,9 @@ def prepare(db: Conn, path: Path) -> int:
     """Set up a new connection (in its thread); how many WAL pages to checkpoint after."""
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA synchronous = NORMAL")
+    # A process that ends error by trigger (its dependency failed) fires the trigger for its
+    # own dependents: a trigger firing itself, which SQLite allows only with this on.
+    db.execute("PRAGMA recursive_triggers = ON")
     db.execute("PRAGMA journal_size_limit = 67108864")
     # 4 KiB pages for a new store (an existing one keeps its own). 64 KiB pages store
     # bulk output 1.6-2.2x faster (a 1 MiB chunk spans 16 overflow pages, not 256), but
