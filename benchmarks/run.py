@@ -23,6 +23,10 @@ B5 store scale  (b5_scale.py) info(random id) and list(status="finished", limit=
                 the public API.
 B6 notice       (b6_notice.py) a worker subprocess runs ``true``; a ``Manager(run=False)``
                 here waits for it: delay from the recorded finished_at to wait_for returning.
+B8 claim        (b8_claim.py) one claim's p50/p99 with 100,000 processes queued over 20
+                queues and 10,000 delayed.
+B9 listing      (b9_list.py) list() with each single filter at 100,000 processes: p99 of
+                each, and of the worst (target: under 5 ms).
 
 What they share (sizes per mode, the --loop runner, CPU metering, timing helpers) is in
 harness.py, the store locations in stores.py, the table and the run's description in
@@ -69,6 +73,8 @@ from benchmarks import (  # noqa: E402
     b4_output,
     b5_scale,
     b6_notice,
+    b8_claim,
+    b9_list,
 )
 from benchmarks.harness import (  # noqa: E402
     CLEANING,
@@ -92,7 +98,16 @@ from benchmarks.stores import AnyStores, PostgresStores, make_stores  # noqa: E4
 
 BENCHMARKS: Final[dict[str, Benchmark]] = {
     module.BENCHMARK.name: module.BENCHMARK
-    for module in (b1_commands, b2_latency, b3_throughput, b4_output, b5_scale, b6_notice)
+    for module in (
+        b1_commands,
+        b2_latency,
+        b3_throughput,
+        b4_output,
+        b5_scale,
+        b6_notice,
+        b8_claim,
+        b9_list,
+    )
 }
 TARGETS: Final = {
     key: target for benchmark in BENCHMARKS.values() for key, target in benchmark.targets.items()

@@ -38,6 +38,10 @@ KEYS = (
     "b5_rows",
     "b6_median_ms",
     "b6_p95_ms",
+    "b8_claim_p50_ms",
+    "b8_claim_p99_ms",
+    "b9_list_p99_ms",
+    "b9_list_meta_p99_ms",
 )
 INTERNALS_MEASURED = {"executor_startup.py"}
 """Scripts that time aiobgproc's internals themselves (the executor's own start-up)."""

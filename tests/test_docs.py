@@ -66,3 +66,20 @@ def test_web_guide_quotes_the_example_app_verbatim() -> None:
     assert len(quoted) == 3
     for block in quoted:
         assert block in app, block
+
+
+def test_queues_and_scheduling_example_runs(tmp_path: Path) -> None:
+    (script,) = blocks(DOCS / "index.md", "python", "Queues and scheduling")
+    path = tmp_path / "queues_example.py"
+    path.write_text(script)
+    result = subprocess.run(
+        [sys.executable, str(path), str(tmp_path / "jobs.db")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "QueueInfo(name='video', limit=2" in result.stdout
+    assert "['export for ann: finished']" in result.stdout

@@ -519,3 +519,21 @@ async def test_bad_queue_settings_and_manager_queues(store_url: str) -> None:
     for queues in ([], ["bad name"], [5], 5):
         with pytest.raises(InvalidSpecError):
             Manager(store_url, queues=queues)  # type: ignore[arg-type]
+
+
+async def test_long_meta_values_and_keys_are_found(store_url: str) -> None:
+    """A meta value or key too long for an index entry is indexed by its digest."""
+    long_value = {"text": "x" * 10_000, "n": list(range(500))}
+    long_key = "k" * 5000
+    async with Manager(store_url, run=False) as client:
+        process_id = await client.start(
+            Command(["true"]), meta={"doc": long_value, long_key: 1, "short": "y"}
+        )
+        await client.start(Command(["true"]), meta={"doc": {"text": "other"}})
+        assert [info.id for info in await client.list(meta={"doc": long_value})] == [process_id]
+        assert [info.id for info in await client.list(meta={long_key: 1.0})] == [process_id]
+        assert (await client.info(process_id)).meta == {
+            "doc": long_value,
+            long_key: 1,
+            "short": "y",
+        }

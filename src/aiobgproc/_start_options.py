@@ -4,6 +4,7 @@ raised before anything reaches the store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -117,8 +118,21 @@ def _whole(value: Any) -> Any:
 
 
 def meta_pairs(meta: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """The (key, canonical value) pairs a meta filter or a process's meta index holds."""
-    return [] if meta is None else [(name, canonical(value)) for name, value in meta.items()]
+    """The (key, canonical value) pairs a meta filter or a process's meta index holds. A key
+    or value longer than ``_INDEXED_TEXT`` is indexed as its SHA-256 (an index entry has a
+    size limit: ~2.7 kB in PostgreSQL); equal texts still give equal digests."""
+    if meta is None:
+        return []
+    return [(_indexable(name), _indexable(canonical(value))) for name, value in meta.items()]
+
+
+_INDEXED_TEXT: Final = 256
+
+
+def _indexable(text: str) -> str:
+    if len(text) <= _INDEXED_TEXT:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def run_at(delay: object, at: object, now: float) -> float | None:
