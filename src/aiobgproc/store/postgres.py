@@ -45,6 +45,13 @@ _KEY_ATTEMPTS: Final = 5
 _DEPENDENCY_STATUSES: Final = (
     "SELECT id, status FROM {processes} WHERE id = ANY(?::text[]) FOR SHARE"
 )
+# sql.CANDIDATES for several queues (names, rooms) at once.
+_CANDIDATES_OF_QUEUES: Final = (
+    "SELECT c.id, c.priority, c.created_at FROM unnest(?::text[], ?::int[]) AS q(name, room)"
+    " CROSS JOIN LATERAL (SELECT id, priority, created_at FROM {processes}"
+    " WHERE status = {queued} AND ready = 1 AND queue = q.name"
+    " ORDER BY priority DESC, created_at, id LIMIT q.room FOR UPDATE SKIP LOCKED) c"
+)
 _CLAIM_IDS: Final = (
     sql.CLAIM_SET + " WHERE id = ANY(?::text[]) AND status = {queued} RETURNING {columns}"
 )
@@ -223,6 +230,8 @@ class PostgresStore(SharedOperations):
     # -- processes ---------------------------------------------------------------------------
 
     def _member(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        if len(values) == 1:  # the planner reads an index in order for "=", not for ANY
+            return f"{column} = ?", [values[0]]
         return f"{column} = ANY(?::text[])", [list(values)]
 
     async def insert(self, process: NewProcess) -> str:
@@ -288,6 +297,8 @@ class PostgresStore(SharedOperations):
         async def body(conn: Any) -> list[Any]:
             await conn.execute(q[sql.PROMOTE_DUE], now)
             candidates: list[tuple[Any, ...]] = []
+            names: list[str] = []
+            rooms: list[int] = []
             for name, seen_limit, seen_paused in await conn.fetch(q[sql.CLAIMABLE_QUEUES]):
                 if queues is not None and name not in queues:
                     continue
@@ -302,8 +313,11 @@ class PostgresStore(SharedOperations):
                     running = await conn.fetchval(q[sql.RUNNING_IN_QUEUE], name)
                     room = min(room, max_running - running)
                 if room > 0:
-                    rows = await conn.fetch(q[sql.CANDIDATES], name, room)
-                    candidates += [tuple(row) for row in rows]
+                    names.append(name)
+                    rooms.append(room)
+            if names:  # every queue's candidates in one round trip
+                rows = await conn.fetch(q[_CANDIDATES_OF_QUEUES], names, rooms)
+                candidates += [tuple(row) for row in rows]
             ids = claim_order(candidates, limit)
             if not ids:
                 return []
