@@ -189,11 +189,17 @@ class Scheduler:
     # -- claiming ----------------------------------------------------------------------------
 
     async def run_loop(self) -> None:
+        # Woken by the clock alone (no change was notified, no delayed process fell due):
+        # a read, not a claim (a write), says whether there is anything to take. An idle
+        # manager then makes one short read a second, whatever waits for hours.
+        read_first = False
         while not self.closing:
             event = self.changes.event(QUEUE)
             free = self.free_slots()
             wait = RECHECK
-            if free > 0:
+            if free > 0 and read_first and not await self._claimable():
+                wait = await self._until_due()
+            elif free > 0:
                 self.claiming = True
                 self.claim_idle.clear()
                 self.asked = free
@@ -220,6 +226,17 @@ class Scheduler:
                         await self.announce_runs(False)
                     continue
             await self.changes.wait(event, wait)
+            read_first = not event.is_set() and wait >= RECHECK
+
+    async def _claimable(self) -> bool:
+        """Whether a claim could take something now (claimable, or delayed and due)."""
+        try:
+            if await self.store.has_claimable():
+                return True
+            due = await self.store.next_run_at()
+        except StoreError:
+            return True  # the claim says what is wrong
+        return due is not None and due <= _clock.wall()
 
     async def _until_due(self) -> float:
         """How long the run loop may sleep: until the earliest delayed process is due, at
