@@ -63,6 +63,10 @@ LAYER = {
     "_start_options": 2,
     "_list_filter": 3,
     "_queue_controls": 3,
+    "_cron": 1,
+    "_retry": 0.5,
+    "_schedule_controls": 3,
+    "_restart": 3,
     "_output": 1,
     "_changes": 1,
     "_errorlog": 2,
@@ -78,6 +82,7 @@ LAYER = {
     # the outside
     "_cli_format": 2,
     "_cli_queues": 3,
+    "_cli_schedules": 4,
     "cli": 9,
     "pytest_plugin": 9,
     "__main__": 10,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TextIO
 
-from .models import ProcessInfo, Status
+from .models import Process, ProcessInfo, Status, Step
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -43,6 +43,41 @@ def parse_data(text: str | None) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise CliError("--data must be a JSON object")
     return data
+
+
+def load_spec(path: str) -> Process:
+    """A Process from a JSON file: {"steps": {name: {"target": ..., "args": [...],
+    "kwargs": {...}, "interrupt": false}} (or a list of such), "timeout", "cwd", "env"}."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or "steps" not in raw:
+        raise CliError(f'{path} must be a JSON object with "steps"')
+
+    def step(spec: Any) -> Step:
+        if isinstance(spec, str):
+            return Step(spec)
+        if not isinstance(spec, dict) or "target" not in spec:
+            raise CliError(f'each step in {path} needs a "target"')
+        args = spec.get("args", [])
+        kwargs = spec.get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise CliError(f'"args" must be a list and "kwargs" an object in {path}')
+        return Step(spec["target"], *args, interrupt=bool(spec.get("interrupt", False)), **kwargs)
+
+    steps = raw["steps"]
+    built: dict[str, Step] | list[Step]
+    if isinstance(steps, dict):
+        built = {str(name): step(spec) for name, spec in steps.items()}
+    elif isinstance(steps, list):
+        built = [step(spec) for spec in steps]
+    else:
+        raise CliError(f'"steps" in {path} must be an object or a list')
+    return Process(built, timeout=raw.get("timeout"), cwd=raw.get("cwd"), env=raw.get("env"))
 
 
 # -- presentation -----------------------------------------------------------------------------

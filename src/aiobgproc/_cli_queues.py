@@ -14,7 +14,7 @@ from ._cli_format import CliError, Out, parse_duration
 _AT_HELP = "ISO 8601 time with an offset or Z, e.g. 2026-12-24T18:00:00Z"
 
 
-def _json_object(text: str | None, option: str) -> dict[str, Any] | None:
+def json_object(text: str | None, option: str) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
@@ -57,7 +57,7 @@ def placement_options(args: argparse.Namespace) -> dict[str, Any]:
     """start()'s keyword options from the flags add_placement_options added."""
     return {
         "label": args.label,
-        "meta": _json_object(args.meta, "--meta"),
+        "meta": json_object(args.meta, "--meta"),
         "key": args.key,
         "queue": args.queue,
         "priority": args.priority,
@@ -80,7 +80,7 @@ def list_filters(args: argparse.Namespace) -> dict[str, Any]:
         "queue": args.queue,
         "label": args.label,
         "key": args.key,
-        "meta": _json_object(args.meta, "--meta"),
+        "meta": json_object(args.meta, "--meta"),
         "before": args.before,
     }
 

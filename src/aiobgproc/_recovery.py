@@ -8,7 +8,8 @@ For each running process whose owner is not alive, recovery first kills whatever
 the old executor's tree (pid and create time checked; found by tag when the pid was never
 recorded), then, with a compare-and-set on the old owner and claim token:
 - a step process goes back to the queue at its first step without committed output;
-- a command, which cannot resume, becomes ``error``;
+- a command, which cannot resume, becomes ``error`` (or, with a retry policy that retries
+  errors and has attempts left, goes back to the queue to run again from the start);
 - a process that has used up ``max_attempts`` becomes ``error``.
 """
 
@@ -19,6 +20,7 @@ import logging
 from . import _clock, _tags
 from ._os import host as _host
 from ._os import tree as _tree
+from ._retry import failure_entry, retry_wait
 from .errors import ErrorType
 from .models import Status
 from .store import ManagerRecord, ProcessRecord, Store
@@ -80,18 +82,23 @@ async def recover(
                 tag=_tags.make_tag(record.id, record.claim_token),
             )
         claim = record.claim(owner)
+        # Runs that failed and were retried are not the manager's losses.
+        lost_runs = record.attempts - len(record.failures)
         if record.kind == "command":
             message = (
                 "the manager running this command was lost (killed or frozen past its lease);"
                 " a command cannot resume"
             )
-            done = await store.finish(
-                claim,
-                Status.ERROR,
-                _clock.wall(),
-                error={"type": ErrorType.MANAGER_LOST, "message": message, "traceback": None},
-            )
-        elif max_attempts is not None and record.attempts >= max_attempts:
+            error = {"type": ErrorType.MANAGER_LOST, "message": message, "traceback": None}
+            now = _clock.wall()
+            wait = retry_wait(record.spec, 0, None, Status.ERROR, record.failures)
+            if wait is not None:  # its retry policy runs it again, from the start
+                entry = failure_entry(record.attempts, None, Status.ERROR, error, now)
+                failures = [*record.failures, entry]
+                done = await store.retry(claim, now + wait, wait <= 0, error, failures)
+            else:
+                done = await store.finish(claim, Status.ERROR, now, error=error)
+        elif max_attempts is not None and lost_runs >= max_attempts:
             message = f"gave up after {record.attempts} attempts (its manager was lost each time)"
             done = await store.finish(
                 claim,

@@ -20,6 +20,7 @@ from ._os import tree as _tree
 from ._os.guard import Guard
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
+from ._retry import failure_entry, retry_wait
 from ._wire.job import CommandSpec
 from .errors import ErrorType
 from .models import Status
@@ -134,11 +135,43 @@ class Runner:
         fault("after_spawn")
 
     async def _finish(self, status: Status, message: str | None = None, **fields: Any) -> Outcome:
+        if status in (Status.ERROR, Status.TIMEOUT):
+            retried = await self._retry(status, message, fields.get("error"))
+            if retried is not None:
+                return retried
         recorded = await self.store.finish(self.claim, status, _clock.wall(), **fields)
         if not recorded:
             await self.store.release(self.claim)
             return Outcome(None)
         return Outcome(status, message)
+
+    def _failing_step(self) -> tuple[int, str | None]:
+        """The index and name of the step that failed (a command: 0 and None)."""
+        return 0, None
+
+    async def _retry(
+        self, status: Status, message: str | None, error: dict[str, Any] | None
+    ) -> Outcome | None:
+        """Put a failed run back in the queue to run again, if its retry policy says so
+        (docs/steps.md, "Retries"); None when the process ends here."""
+        index, step = self._failing_step()
+        record = self.record
+        wait = retry_wait(record.spec, index, step, status, record.failures)
+        if wait is None:
+            return None
+        now = _clock.wall()
+        failures = [*record.failures, failure_entry(record.attempts, step, status, error, now)]
+        if not await self.store.retry(self.claim, now + wait, wait <= 0, error, failures):
+            await self.store.release(self.claim)  # cancelled or lost meanwhile
+            return Outcome(None)
+        log.info(
+            "process %s: %s; run again in %.3g s",
+            record.id,
+            message or status,
+            wait,
+            extra={"process_id": record.id},
+        )
+        return Outcome(Status.QUEUED, message)
 
     async def _stopped(self, reason: StopReason) -> Outcome:
         if reason == "closing":

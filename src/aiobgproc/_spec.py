@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._retry import check_retry
 from ._wire.job import CommandSpec, ProcessSpec, StepSpec, WorkSpec
 from .errors import InvalidSpecError
 from .models import Command, Process, Step
@@ -142,12 +143,16 @@ def command_spec(command: Command) -> CommandSpec:
         raise InvalidSpecError("argv[0] (the program) is empty")
     if command.shell:
         argv = ["/bin/sh", "-c", *argv]
-    return {
+    spec: CommandSpec = {
         "kind": "command",
         "argv": argv,
         "cwd": _check_cwd(command.cwd),
         "env": _check_env(command.env),
     }
+    retry = check_retry(command.retry)
+    if retry is not None:
+        spec["retry"] = retry
+    return spec
 
 
 def target_path(target: object) -> str:
@@ -210,6 +215,9 @@ def _step_spec(name: str, step: object) -> StepSpec:
         "interrupt": step.interrupt,
     }
     dump_json({"args": spec["args"], "kwargs": spec["kwargs"]}, f"arguments of step {name!r}")
+    retry = check_retry(step.retry, f"retry of step {name!r}")
+    if retry is not None:
+        spec["retry"] = retry
     return spec
 
 
@@ -258,7 +266,7 @@ def process_spec(process: Process) -> ProcessSpec:
             raise InvalidSpecError(f"step name {name!r} is used twice")
         names.add(name)
         steps.append(_step_spec(name, step))
-    return {
+    spec: ProcessSpec = {
         "kind": "process",
         "steps": steps,
         # Where start() found the steps: a worker started elsewhere looks there too.
@@ -266,6 +274,10 @@ def process_spec(process: Process) -> ProcessSpec:
         "cwd": _check_cwd(process.cwd),
         "env": _check_env(process.env),
     }
+    retry = check_retry(process.retry)
+    if retry is not None:
+        spec["retry"] = retry
+    return spec
 
 
 def work_spec(work: object) -> tuple[WorkSpec, float | None]:

@@ -8,13 +8,16 @@ import hashlib
 import json
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from . import _spec
+from . import _clock, _spec
+from ._wire.job import WorkSpec
 from .errors import InvalidSpecError, ProcessNotFoundError
+from .store import NewProcess
 
 DEFAULT_QUEUE: Final = "default"
 MAX_TEXT: Final = 200  # label and key
@@ -199,4 +202,39 @@ def placement(
         priority=check_priority(priority),
         run_at=run_at(delay, at, now),
         after=check_after(after),
+    )
+
+
+def new_process_id() -> str:
+    # Time-ordered (milliseconds first) then random: sorts by creation, never collides.
+    millis = int(_clock.wall() * 1000)
+    return f"{millis:012x}{uuid.uuid4().hex[:20]}"
+
+
+def new_process(
+    spec: WorkSpec,
+    data: dict[str, Any],
+    timeout: float | None,
+    where: Placement,
+    now: float,
+    **extra: Any,
+) -> NewProcess:
+    """The process start() (or a restart, or a schedule) stores."""
+    return NewProcess(
+        id=new_process_id(),
+        kind=spec["kind"],
+        spec=spec,
+        input=data,
+        timeout=timeout,
+        steps_total=len(spec["steps"]) if spec["kind"] == "process" else 0,
+        created_at=now,
+        label=where.label,
+        meta=where.meta,
+        key=where.key,
+        queue=where.queue,
+        priority=where.priority,
+        run_at=where.run_at,
+        after=where.after,
+        meta_pairs=tuple(meta_pairs(where.meta)),
+        **extra,
     )

@@ -81,6 +81,13 @@ class StepsRunner(Runner):
     def current_step(self) -> str | None:
         return self._step
 
+    def _failing_step(self) -> tuple[int, str | None]:
+        names = [step["name"] for step in self._spec["steps"]]
+        if self._step in names:
+            return names.index(self._step), self._step
+        index = min(self.record.step_index, len(names) - 1)
+        return index, names[index]
+
     def _argv(self, fd: int) -> list[str]:
         """A cold executor's command line: ``-I`` skips PYTHON* variables and the user site
         (the manager's sys.path is sent with the job); ``site`` still runs, so .pth import

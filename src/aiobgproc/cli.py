@@ -20,6 +20,7 @@ from . import _clock, _location
 from ._cli_format import (
     CliError,
     Out,
+    load_spec,
     one_line,
     parse_data,
     parse_duration,
@@ -35,11 +36,20 @@ from ._cli_queues import (
     placement_options,
     run_queue_command,
 )
+from ._cli_schedules import (
+    add_restart_command,
+    add_retry_options,
+    add_schedule_command,
+    retry_option,
+    run_restart,
+    schedule_options,
+    show_schedules,
+)
 from ._os import host as _host
 from ._recovery import manager_alive
 from .errors import AiobgprocError, WaitTimeoutError
 from .manager import Manager
-from .models import Command, Process, ProcessInfo, Status, Step
+from .models import Command, Process, ProcessInfo, Status
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the process ended as error (also: a CLI error, see EXIT_USAGE)
@@ -60,6 +70,12 @@ STATUS_EXIT = {
 
 def _manager(args: argparse.Namespace, *, run: bool = False, **options: Any) -> Manager:
     return Manager(args.store, run=run, **options)
+
+
+async def _make_sure_it_runs(manager: Manager, args: argparse.Namespace) -> None:
+    """Start a detached burst worker unless a manager or worker runs the store's processes."""
+    if await _needs_worker(manager):
+        spawn_burst_worker(_location.describe(args.store))
 
 
 async def _needs_worker(manager: Manager) -> bool:
@@ -113,8 +129,7 @@ async def _start_and_report(
     async with _manager(args) as manager:
         process_id = await manager.start(work, data, timeout=args.timeout, **options)
         out.line(process_id)
-        if await _needs_worker(manager):
-            spawn_burst_worker(_location.describe(args.store))
+        await _make_sure_it_runs(manager, args)
         if not args.wait:
             return EXIT_OK
         info = await _wait(manager, process_id, None, out=Out(sys.stderr))
@@ -133,44 +148,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
         if not sep:
             raise CliError(f"--env takes NAME=VALUE, not {item!r}")
         env[name] = value
-    return await _start_and_report(
-        args, Command(argv, cwd=args.cwd, env=env or None, shell=args.shell), None
+    command = Command(
+        argv, cwd=args.cwd, env=env or None, shell=args.shell, retry=retry_option(args)
     )
-
-
-def load_spec(path: str) -> Process:
-    """A Process from a JSON file: {"steps": {name: {"target": ..., "args": [...],
-    "kwargs": {...}, "interrupt": false}} (or a list of such), "timeout", "cwd", "env"}."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict) or "steps" not in raw:
-        raise CliError(f'{path} must be a JSON object with "steps"')
-
-    def step(spec: Any) -> Step:
-        if isinstance(spec, str):
-            return Step(spec)
-        if not isinstance(spec, dict) or "target" not in spec:
-            raise CliError(f'each step in {path} needs a "target"')
-        args = spec.get("args", [])
-        kwargs = spec.get("kwargs", {})
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise CliError(f'"args" must be a list and "kwargs" an object in {path}')
-        return Step(spec["target"], *args, interrupt=bool(spec.get("interrupt", False)), **kwargs)
-
-    steps = raw["steps"]
-    built: dict[str, Step] | list[Step]
-    if isinstance(steps, dict):
-        built = {str(name): step(spec) for name, spec in steps.items()}
-    elif isinstance(steps, list):
-        built = [step(spec) for spec in steps]
-    else:
-        raise CliError(f'"steps" in {path} must be an object or a list')
-    return Process(built, timeout=raw.get("timeout"), cwd=raw.get("cwd"), env=raw.get("env"))
+    return await _start_and_report(args, command, None)
 
 
 async def cmd_start(args: argparse.Namespace) -> int:
@@ -262,8 +243,7 @@ async def cmd_wait(args: argparse.Namespace) -> int:
 async def cmd_proceed(args: argparse.Namespace) -> int:
     async with _manager(args) as manager:
         process_id = await manager.proceed(args.id, parse_data(args.data))
-        if await _needs_worker(manager):
-            spawn_burst_worker(_location.describe(args.store))
+        await _make_sure_it_runs(manager, args)
     print(process_id)
     return EXIT_OK
 
@@ -329,6 +309,30 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_restart(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        process_id = await run_restart(manager, args)
+        print(process_id, flush=True)
+        await _make_sure_it_runs(manager, args)
+    return EXIT_OK
+
+
+async def cmd_schedule(args: argparse.Namespace) -> int:
+    async with _manager(args) as manager:
+        if args.schedule_action == "list":
+            show_schedules(await manager.schedules(), args.json)
+        elif args.schedule_action == "rm":
+            await manager.unschedule(args.name)
+        else:
+            argv = list(args.command)
+            if (args.spec is None) == (not argv):
+                raise CliError("give the work: a command after --, or --spec FILE.json")
+            work = Command(argv) if argv else load_spec(args.spec)
+            info = await manager.schedule(args.name, work, **schedule_options(args))
+            print(info.next_run_at.isoformat())
+    return EXIT_OK
+
+
 async def cmd_queue(args: argparse.Namespace) -> int:
     async with _manager(args) as manager:
         await run_queue_command(manager, args)
@@ -374,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--env", action="append", metavar="NAME=VALUE", help="extra environment")
     run.add_argument("--shell", action="store_true", help="run the command with /bin/sh -c")
     add_placement_options(run)
+    add_retry_options(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG ...]")
 
     start = add("start", cmd_start, "start a step process described in a JSON file")
@@ -424,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--grace", type=float, default=10.0, help="on SIGTERM, seconds to let running work finish"
     )
 
+    restart = add("restart", cmd_restart, "run an ended process's work again; print the new id")
+    add_restart_command(restart)
+
+    schedule = add("schedule", cmd_schedule, "add, list or remove schedules")
+    add_schedule_command(schedule, lambda action: _store_option(action, argparse.SUPPRESS))
+
     queue = add("queue", cmd_queue, "show queues, set a queue's limit, pause or resume it")
     add_queue_command(queue, lambda action: _store_option(action, argparse.SUPPRESS))
     return parser
@@ -431,7 +442,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `schedule add NAME --every S -- CMD ...`: argparse cannot take a command after a
+    # positional and options, so what follows "--" is the command, set aside first.
+    command: list[str] = []
+    if "schedule" in words and "--" in words and words.index("schedule") < words.index("--"):
+        split = words.index("--")
+        words, command = words[:split], words[split + 1 :]
+    args = parser.parse_args(words)
+    if getattr(args, "schedule_action", None) == "add":
+        args.command = command
+    elif command:
+        parser.error(f"unrecognized arguments: -- {' '.join(command)}")
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

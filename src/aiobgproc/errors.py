@@ -4,6 +4,7 @@ Every error derives from :class:`AiobgprocError`, so one ``except`` catches them
 
     AiobgprocError
     ├── ProcessNotFoundError   (also LookupError)  unknown process id
+    ├── ScheduleNotFoundError  (also LookupError)  unknown schedule name
     ├── InvalidStateError                          e.g. proceed() on a process that is not paused
     │   └── ProcessInterruptedError                execute_steps/run_steps reached a pausing
     │                                              step (carries ``step`` and ``output``)
@@ -38,6 +39,14 @@ class ProcessNotFoundError(AiobgprocError, LookupError):
     def __init__(self, process_id: object) -> None:
         super().__init__(f"no process with id {process_id!r}")
         self.process_id = process_id
+
+
+class ScheduleNotFoundError(AiobgprocError, LookupError):
+    """No schedule with this name exists in the store."""
+
+    def __init__(self, name: object) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
 
 
 class InvalidStateError(AiobgprocError):

@@ -18,9 +18,11 @@ from ._list_filter import list_filter
 from ._location import open_store
 from ._options import OptionsView, check_options
 from ._queue_controls import QueueControls
+from ._restart import restart_process
 from ._runner import RunContext
-from ._scheduler import RECHECK, Scheduler
-from ._start_options import DEFAULT_QUEUE, meta_pairs, placement
+from ._schedule_controls import ScheduleControls
+from ._scheduler import RECHECK, SCHEDULES, Scheduler
+from ._start_options import DEFAULT_QUEUE, new_process, placement
 from ._watcher import Watcher
 from ._worker_controls import WorkerControls
 from .errors import (
@@ -31,7 +33,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import STOPPED_STATUSES, ProcessInfo, Status
-from .store import NewProcess, ProcessRecord, Store
+from .store import ProcessRecord, Store
 
 log = logging.getLogger(__name__)
 # A library logs, it does not print: without the application's own logging set up, stay silent.
@@ -40,13 +42,7 @@ logging.getLogger("aiobgproc").addHandler(logging.NullHandler())
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 
 
-def _new_id() -> str:
-    # Time-ordered (milliseconds first) then random: sorts by creation, never collides.
-    millis = int(_clock.wall() * 1000)
-    return f"{millis:012x}{uuid.uuid4().hex[:20]}"
-
-
-class Manager(QueueControls, WorkerControls, OptionsView):
+class Manager(QueueControls, ScheduleControls, WorkerControls, OptionsView):
     """Runs commands and step processes in the background, with state in a store.
 
     ::
@@ -142,6 +138,9 @@ class Manager(QueueControls, WorkerControls, OptionsView):
         if self.runs_processes:
             self._run_task = loop.create_task(scheduler.run_loop(), name="aiobgproc-run")
             self._tasks.append(loop.create_task(scheduler.recover_loop(), name="aiobgproc-recover"))
+            self._tasks.append(
+                loop.create_task(scheduler.schedule_loop(), name="aiobgproc-schedules")
+            )
         log.debug("manager %s opened %r", self.id, self._store)
 
     async def close(self, *, finish_timeout: float = 0.0) -> None:
@@ -244,23 +243,8 @@ class Manager(QueueControls, WorkerControls, OptionsView):
             after=after,
             now=now,
         )
-        process = NewProcess(
-            id=_new_id(),
-            kind=spec["kind"],
-            spec=spec,
-            input=payload,
-            timeout=override if timeout is not None else own_timeout,
-            steps_total=len(spec["steps"]) if spec["kind"] == "process" else 0,
-            created_at=now,
-            label=where.label,
-            meta=where.meta,
-            key=where.key,
-            queue=where.queue,
-            priority=where.priority,
-            run_at=where.run_at,
-            after=where.after,
-            meta_pairs=tuple(meta_pairs(where.meta)),
-        )
+        timeout = override if timeout is not None else own_timeout
+        process = new_process(spec, payload, timeout, where, now)
         if await self._scheduler.start_directly(process):
             return process.id
         stored = await self._store.insert(process)
@@ -275,6 +259,27 @@ class Manager(QueueControls, WorkerControls, OptionsView):
 
     def _queue_gained(self) -> None:
         self._scheduler.queue_gained()
+
+    def _schedules_changed(self) -> None:
+        self._changes.notify(SCHEDULES)
+
+    async def restart(
+        self,
+        process_id: str,
+        *,
+        data: dict[str, Any] | None = None,
+        from_step: str | None = None,
+    ) -> str:
+        """Start an ended process's work again, as a new process (its id is returned; its
+        ``info.restarted_from`` is ``process_id``): same work, label, meta, queue and
+        priority, the original data unless ``data`` is given. ``from_step`` (step processes):
+        the steps before it are not run again, their committed outputs are reused."""
+        self._check_open()
+        process = await restart_process(self._store, process_id, data, from_step)
+        await self._store.insert(process)
+        log.info("process %s restarts %s", process.id, process_id, extra={"process_id": process.id})
+        self._queue_gained()
+        return process.id
 
     # -- inspecting ------------------------------------------------------------------------
 

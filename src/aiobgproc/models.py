@@ -106,6 +106,11 @@ class ProcessInfo:
     """A command's argv, as it is run (None for a step process)."""
     steps: tuple[str, ...] = ()
     """A step process's step names, in order (``()`` for a command)."""
+    restarted_from: str | None = None
+    """The process this one is a restart of (``Manager.restart``)."""
+    failures: tuple[dict[str, Any], ...] = ()
+    """Each failed run that was retried, oldest first: ``attempt``, ``step``, ``status``
+    (``error`` or ``timeout``), ``type``, ``message`` and ``at`` (ISO 8601, UTC)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -123,7 +128,7 @@ class ProcessInfo:
             elif isinstance(value, Status):
                 value = value.value
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [dict(item) if isinstance(item, dict) else item for item in value]
             result[item.name] = value
         return result
 
@@ -144,6 +149,55 @@ class QueueInfo:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A schedule as ``Manager.schedules()`` shows it."""
+
+    name: str
+    cron: str | None
+    every: float | None
+    """Seconds between runs (None for a cron schedule)."""
+    next_run_at: datetime
+    last_run_at: datetime | None
+    last_process_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        result = dataclasses.asdict(self)
+        for name in ("next_run_at", "last_run_at"):
+            if result[name] is not None:
+                result[name] = result[name].isoformat()
+        return result
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Retry:
+    """Run a failed command, process or step again: ``attempts`` runs in all (1: no retry),
+    waiting ``min(delay * backoff ** (n - 1), max_delay)`` seconds after the n-th failed run,
+    for the failures ``on`` names (``"error"``, ``"timeout"``). Checked by ``Manager.start``,
+    which raises ``InvalidSpecError``."""
+
+    attempts: Any
+    delay: Any
+    backoff: Any
+    max_delay: Any
+    on: Any
+
+    def __init__(
+        self,
+        attempts: int = 3,
+        *,
+        delay: float = 1.0,
+        backoff: float = 2.0,
+        max_delay: float = 300.0,
+        on: Sequence[str] | str = ("error", "timeout"),
+    ) -> None:
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "delay", delay)
+        object.__setattr__(self, "backoff", backoff)
+        object.__setattr__(self, "max_delay", max_delay)
+        object.__setattr__(self, "on", on if isinstance(on, str) else _as_list(on))
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class Command:
     """An operating-system command to run in the background.
@@ -158,6 +212,7 @@ class Command:
     env: Mapping[str, str] | None
     shell: bool
     timeout: float | None
+    retry: Retry | None
 
     def __init__(
         self,
@@ -167,6 +222,7 @@ class Command:
         env: Mapping[str, str] | None = None,
         shell: bool = False,
         timeout: float | None = None,
+        retry: Retry | None = None,
     ) -> None:
         # Kept as given: start() validates, so a bad spec fails there and nothing is stored.
         object.__setattr__(self, "argv", argv if isinstance(argv, str) else _as_list(argv))
@@ -174,6 +230,7 @@ class Command:
         object.__setattr__(self, "env", env)
         object.__setattr__(self, "shell", shell)
         object.__setattr__(self, "timeout", timeout)
+        object.__setattr__(self, "retry", retry)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -189,14 +246,21 @@ class Step:
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
     interrupt: bool
+    retry: Retry | None
 
     def __init__(
-        self, target: str | Callable[..., Any], *args: Any, interrupt: bool = False, **kwargs: Any
+        self,
+        target: str | Callable[..., Any],
+        *args: Any,
+        interrupt: bool = False,
+        retry: Retry | None = None,
+        **kwargs: Any,
     ) -> None:
         object.__setattr__(self, "target", _import_path(target))
         object.__setattr__(self, "args", args)
         object.__setattr__(self, "kwargs", dict(kwargs))
         object.__setattr__(self, "interrupt", interrupt)
+        object.__setattr__(self, "retry", retry)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -212,6 +276,7 @@ class Process:
     timeout: float | None
     cwd: str | Any | None
     env: Mapping[str, str] | None
+    retry: Retry | None
 
     def __init__(
         self,
@@ -220,6 +285,7 @@ class Process:
         timeout: float | None = None,
         cwd: str | Any | None = None,
         env: Mapping[str, str] | None = None,
+        retry: Retry | None = None,
     ) -> None:
         if isinstance(steps, Mapping):
             items = list(steps.items())
@@ -239,6 +305,7 @@ class Process:
         object.__setattr__(self, "timeout", timeout)
         object.__setattr__(self, "cwd", cwd)
         object.__setattr__(self, "env", env)
+        object.__setattr__(self, "retry", retry)
 
     @property
     def step_names(self) -> list[str]:

@@ -4,7 +4,7 @@ modules import them only for type checking: ``typing`` costs an executor ~10 ms.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class StepSpec(TypedDict):
@@ -16,6 +16,8 @@ class StepSpec(TypedDict):
     args: list[Any]
     kwargs: dict[str, Any]
     interrupt: bool
+    retry: NotRequired[dict[str, Any]]
+    """Its own retry policy (_retry.check_retry's form), when it has one."""
 
 
 class CommandSpec(TypedDict):
@@ -25,6 +27,7 @@ class CommandSpec(TypedDict):
     argv: list[str]
     cwd: str | None
     env: dict[str, str] | None
+    retry: NotRequired[dict[str, Any]]
 
 
 class ProcessSpec(TypedDict):
@@ -36,6 +39,8 @@ class ProcessSpec(TypedDict):
     """``sys.path`` of the caller of start() (absolute): a worker elsewhere looks there too."""
     cwd: str | None
     env: dict[str, str] | None
+    retry: NotRequired[dict[str, Any]]
+    """The retry policy of each step that has none of its own."""
 
 
 WorkSpec = CommandSpec | ProcessSpec

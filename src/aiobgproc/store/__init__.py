@@ -14,6 +14,7 @@ from .protocol import (
     NewProcess,
     ProcessRecord,
     QueueRecord,
+    ScheduleRecord,
     Store,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "NewProcess",
     "ProcessRecord",
     "QueueRecord",
+    "ScheduleRecord",
     "Store",
 ]

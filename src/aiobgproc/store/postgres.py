@@ -24,7 +24,7 @@ from ..errors import StoreError
 from ..models import Status
 from . import sql
 from .postgres_schema import initialise, split_url
-from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord
+from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
 from .shared import Rollback, SharedOperations, claim_order, in_claim_order
 
@@ -235,31 +235,47 @@ class PostgresStore(SharedOperations):
         return f"{column} = ANY(?::text[])", [list(values)]
 
     async def insert(self, process: NewProcess) -> str:
+        return await self._write(lambda conn: self._insert(conn, process), process.id)
+
+    async def fire_schedule(
+        self, schedule: ScheduleRecord, next_run_at: float, now: float, process: NewProcess
+    ) -> str | None:
+        statement = self._sql[sql.FIRE_SCHEDULE]
+
+        async def body(conn: Any) -> str | None:
+            fired = (next_run_at, now, process.id, schedule.name, schedule.next_run_at)
+            if _count(await conn.execute(statement, *fired)) != 1:
+                return None
+            stored = await self._insert(conn, process)
+            if stored != process.id:  # its key is held: that process is this time's
+                await conn.execute(statement, next_run_at, now, stored, schedule.name, next_run_at)
+            return stored
+
+        return await self._write(body, None)
+
+    async def _insert(self, conn: Any, process: NewProcess) -> str:
+        """Store a new process (see Store.insert) in the transaction ``conn`` is in."""
         q = self._sql
-
-        async def body(conn: Any) -> str:
-            # Another transaction may store the same key meanwhile: the unique index makes
-            # the insert do nothing, and the next read sees its process (or, ended by now,
-            # the next attempt stores ours).
-            for _ in range(_KEY_ATTEMPTS):
-                if process.key is not None:
-                    held = await conn.fetchval(q[sql.ACTIVE_WITH_KEY], process.key)
-                    if held is not None:
-                        return str(held)
-                statuses: dict[str, str] = {}
-                if process.after:
-                    # FOR SHARE: a dependency cannot end before this transaction commits, so
-                    # its trigger finds the edges stored here.
-                    rows = await conn.fetch(q[_DEPENDENCY_STATUSES], list(process.after))
-                    statuses = {str(row[0]): str(row[1]) for row in rows}
-                pending, failed = pending_dependencies(process.after, statuses)
-                params = insert_params(process, None, len(pending), failed)
-                if _count(await conn.execute(q[sql.INSERT_KEYED], *params)) == 1:
-                    await self._insert_extras(conn, process, pending)
-                    return process.id
-            raise StoreError(f"key {process.key!r}: could not store or find its process")
-
-        return await self._write(body, process.id)
+        # Another transaction may store the same key meanwhile: the unique index makes
+        # the insert do nothing, and the next read sees its process (or, ended by now,
+        # the next attempt stores ours).
+        for _ in range(_KEY_ATTEMPTS):
+            if process.key is not None:
+                held = await conn.fetchval(q[sql.ACTIVE_WITH_KEY], process.key)
+                if held is not None:
+                    return str(held)
+            statuses: dict[str, str] = {}
+            if process.after:
+                # FOR SHARE: a dependency cannot end before this transaction commits, so
+                # its trigger finds the edges stored here.
+                rows = await conn.fetch(q[_DEPENDENCY_STATUSES], list(process.after))
+                statuses = {str(row[0]): str(row[1]) for row in rows}
+            pending, failed = pending_dependencies(process.after, statuses)
+            params = insert_params(process, None, len(pending), failed)
+            if _count(await conn.execute(q[sql.INSERT_KEYED], *params)) == 1:
+                await self._insert_extras(conn, process, pending)
+                return process.id
+        raise StoreError(f"key {process.key!r}: could not store or find its process")
 
     async def insert_claimed(self, process: NewProcess, owner: str) -> ProcessRecord | None:
         params = (*insert_params(process, owner), process.queue)
@@ -274,7 +290,11 @@ class PostgresStore(SharedOperations):
         return None if row is None else record(row)
 
     async def _insert_extras(self, conn: Any, process: NewProcess, pending: Sequence[str]) -> None:
-        """A new process's rows beside its own: its unfinished dependencies and its meta."""
+        """A new process's rows beside its own: its unfinished dependencies, its meta, and
+        (restarted from a step) the steps it starts after."""
+        if process.restarted_from is not None and process.step_index > 0:
+            copied = (process.id, process.restarted_from, process.step_index)
+            await conn.execute(self._sql[sql.COPY_STEPS], *copied)
         if pending:
             await conn.executemany(
                 self._sql[sql.INSERT_DEPENDENCY], [(process.id, item) for item in pending]

@@ -7,6 +7,7 @@ attempt) and reports whether the change happened, so two managers never overwrit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,13 @@ from typing import Any, Protocol
 
 from .._clock import to_datetime
 from ..models import ErrorInfo, ProcessInfo, Status
+
+
+def _iso(moment: Any) -> Any:
+    if not isinstance(moment, int | float):
+        return moment
+    when = to_datetime(moment)
+    return None if when is None else when.isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,8 @@ class ProcessRecord:
     after: tuple[str, ...] = ()
     summary: tuple[str, ...] = ()
     """A command's argv, or a step process's step names."""
+    restarted_from: str | None = None
+    failures: tuple[dict[str, Any], ...] = ()
 
     def claim(self, owner: str) -> Claim:
         return Claim(self.id, owner, self.claim_token, self.attempts)
@@ -90,6 +100,8 @@ class ProcessRecord:
             after=self.after,
             command=self.summary if self.kind == "command" else None,
             steps=self.summary if self.kind == "process" else (),
+            restarted_from=self.restarted_from,
+            failures=tuple({**failure, "at": _iso(failure.get("at"))} for failure in self.failures),
         )
 
 
@@ -114,6 +126,13 @@ class NewProcess:
     after: tuple[str, ...] = ()
     meta_pairs: tuple[tuple[str, str], ...] = ()
     """Each key of ``meta`` with its canonical JSON value (what list(meta=) matches)."""
+    start_data: dict[str, Any] | None = None
+    """The data given to start (None: ``input``); a restart from a step keeps the
+    original's here, and starts with ``input``."""
+    restarted_from: str | None = None
+    step_index: int = 0
+    """The first step to run: a restart from a step copies the committed outputs of the
+    steps before it from ``restarted_from``, in the insert's transaction."""
 
     def spec_json(self) -> str:
         return json.dumps(self.spec, separators=(",", ":"))
@@ -143,6 +162,24 @@ class ListFilter:
     """(key, canonical JSON value) pairs."""
     before: str | None = None
     """A process id: only processes created before it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    name: str
+    spec: dict[str, Any]
+    data: dict[str, Any]
+    options: dict[str, Any]
+    """start()'s options for each process: label, meta, key, queue, priority, timeout."""
+    cron: str | None
+    every: float | None
+    next_run_at: float
+    last_run_at: float | None
+    last_process_id: str | None
+    created_at: float
+
+    def replace(self, **changes: Any) -> ScheduleRecord:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +309,43 @@ class Store(Protocol):
         exit_code: int | None = None,
     ) -> bool:
         """Running (for this claim) → a terminal status. False if the claim was lost."""
+        ...
+
+    async def retry(
+        self,
+        claim: Claim,
+        run_at: float,
+        ready: bool,
+        error: dict[str, Any] | None,
+        failures: Sequence[dict[str, Any]],
+    ) -> bool:
+        """Running (for this claim) → queued, to run again at ``run_at`` (``ready``: now),
+        with ``error`` shown meanwhile and ``failures`` as its history of failed runs."""
+        ...
+
+    async def start_data(self, process_id: str) -> dict[str, Any] | None:
+        """The data the process was started with (None if unknown: stored before version 2,
+        after its first step)."""
+        ...
+
+    async def set_schedule(self, schedule: ScheduleRecord) -> None:
+        """Create or replace a schedule (its last run is kept)."""
+        ...
+
+    async def delete_schedule(self, name: str) -> bool: ...
+
+    async def list_schedules(self) -> list[ScheduleRecord]: ...
+
+    async def due_schedules(self, now: float) -> list[ScheduleRecord]: ...
+
+    async def next_schedule_at(self) -> float | None: ...
+
+    async def fire_schedule(
+        self, schedule: ScheduleRecord, next_run_at: float, now: float, process: NewProcess
+    ) -> str | None:
+        """Move ``schedule`` from its due time to ``next_run_at`` and store ``process`` (see
+        insert), both or neither; the process's id, or None if another manager fired this
+        due time first."""
         ...
 
     async def requeue(self, claim: Claim) -> bool:

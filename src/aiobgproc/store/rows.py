@@ -8,13 +8,14 @@ from typing import Any, Final
 
 from ..errors import ProcessNotFoundError, StoreError
 from ..models import Status
-from .protocol import ManagerRecord, NewProcess, ProcessRecord
+from .protocol import ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 
 COLUMNS: Final = (
     "id, kind, status, spec, input, output, error, step, step_index, steps_total, progress, "
     "progress_message, exit_code, os_pid, os_pid_started, owner, attempts, timeout, "
     "output_size, output_truncated, cancel_requested, claim_token, created_at, started_at,"
-    " finished_at, label, meta, process_key, queue, priority, run_at, after_ids, summary"
+    " finished_at, label, meta, process_key, queue, priority, run_at, after_ids, summary,"
+    " restarted_from, failures"
 )
 
 
@@ -58,6 +59,42 @@ def manager_row(manager: ManagerRecord) -> tuple[Any, ...]:
         manager.heartbeat_at,
         manager.heartbeat_boottime,
     )
+
+
+def schedule_row(schedule: ScheduleRecord) -> tuple[Any, ...]:
+    """A schedule as the values of sql.SCHEDULE_COLUMNS (schedule_record's inverse)."""
+    return (
+        schedule.name,
+        dumps(schedule.spec),
+        dumps(schedule.data),
+        dumps(schedule.options),
+        schedule.cron,
+        schedule.every,
+        schedule.next_run_at,
+        schedule.last_run_at,
+        schedule.last_process_id,
+        schedule.created_at,
+    )
+
+
+def schedule_record(row: Sequence[Any]) -> ScheduleRecord:
+    try:
+        return ScheduleRecord(
+            name=row[0],
+            spec=json.loads(row[1]),
+            data=json.loads(row[2]),
+            options=json.loads(row[3]),
+            cron=row[4],
+            every=row[5],
+            next_run_at=row[6],
+            last_run_at=row[7],
+            last_process_id=row[8],
+            created_at=row[9],
+        )
+    except (ValueError, TypeError, IndexError) as exc:
+        raise StoreError(
+            f"the store is damaged: schedule {row[0]!r} cannot be read ({exc})"
+        ) from None
 
 
 def loads(text: str | None) -> Any:
@@ -114,6 +151,9 @@ def insert_params(
         int(ready),
         error,
         process.created_at if failed is not None else None,
+        dumps(process.start_data if process.start_data is not None else process.input),
+        process.restarted_from,
+        process.step_index,
     )
 
 
@@ -183,4 +223,6 @@ def _record(row: Sequence[Any], full: bool) -> ProcessRecord:
         run_at=row[30],
         after=tuple(loads(row[31]) or ()),
         summary=tuple(loads(row[32]) or ()),
+        restarted_from=row[33],
+        failures=tuple(loads(row[34]) or ()),
     )

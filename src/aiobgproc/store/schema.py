@@ -112,6 +112,9 @@ PROCESSES_V2: Final = (
     # 1: claimable while queued. 0 while it waits for run_at (the claim sets it when due)
     # or for its dependencies (the last one to finish sets it, by trigger).
     Column("ready", "int", "NOT NULL DEFAULT 1"),
+    Column("start_data", "text"),  # JSON: the data given to start (restart() reuses it)
+    Column("restarted_from", "text"),
+    Column("failures", "text"),  # JSON list: each failed run that was retried
 )
 PROCESSES: Final = Table("processes", PROCESSES_V1.columns + PROCESSES_V2)
 OUTPUT_CHUNKS: Final = Table(
@@ -186,6 +189,21 @@ PROCESS_META: Final = Table(
 )
 QUEUED_READY: Final = "status = 'queued' AND ready = 1"
 ACTIVE: Final = "status NOT IN ('finished', 'error', 'cancelled', 'timeout')"
+SCHEDULES: Final = Table(
+    "schedules",
+    (
+        Column("name", "text", "PRIMARY KEY"),
+        Column("spec", "text", NOT_NULL),  # JSON: the work, as start() stores it
+        Column("data", "text", NOT_NULL),  # JSON
+        Column("options", "text", NOT_NULL),  # JSON: label, meta, key, queue, priority, timeout
+        Column("cron", "text"),
+        Column("every", "real"),
+        Column("next_run_at", "real", NOT_NULL),  # the due time; firing moves it (compare-and-set)
+        Column("last_run_at", "real"),
+        Column("last_process_id", "text"),
+        Column("created_at", "real", NOT_NULL),
+    ),
+)
 INDEXES_V2: Final = (
     # The claim: per queue, higher priority first, then start order; only what is claimable.
     Index("processes_claimable", "processes", "queue, priority DESC, created_at, id", QUEUED_READY),
@@ -210,6 +228,7 @@ INDEXES_V2: Final = (
     Index("processes_by_queue", "processes", "queue, created_at, id"),
     Index("dependencies_by_target", "dependencies", "depends_on"),
     Index("process_meta_by_value", "process_meta", "name, value, created_at, process_id"),
+    Index("schedules_by_due", "schedules", "next_run_at"),
 )
 TABLES: Final = (
     PROCESSES,
@@ -219,6 +238,7 @@ TABLES: Final = (
     QUEUES,
     DEPENDENCIES,
     PROCESS_META,
+    SCHEDULES,
 )
 TABLE_NAMES: Final = tuple(table.name for table in TABLES)
 
@@ -283,7 +303,10 @@ def migrate_v2(database: Database, schema: str | None = None) -> list[str]:
         + (f" {column.constraint}" if column.constraint else "")
         for column in PROCESSES_V2
     ]
-    statements.append(f"UPDATE {prefix}processes SET summary = {_SUMMARY[database]}")
+    statements.append(
+        f"UPDATE {prefix}processes SET summary = {_SUMMARY[database]},"
+        " start_data = CASE WHEN step_index = 0 THEN input END"  # else unknown: restart uses {}
+    )
     statements += [_create_table(table, database, prefix) for table in TABLES[4:]]
     statements += [_create_index(index, prefix) for index in INDEXES_V2]
     return statements

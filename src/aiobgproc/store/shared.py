@@ -20,8 +20,15 @@ from typing import Any, Final
 from ..errors import ProcessNotFoundError
 from ..models import Status
 from . import sql
-from .protocol import Claim, ListFilter, ManagerRecord, ProcessRecord, QueueRecord
-from .rows import dumps, manager_record, record
+from .protocol import (
+    Claim,
+    ListFilter,
+    ManagerRecord,
+    ProcessRecord,
+    QueueRecord,
+    ScheduleRecord,
+)
+from .rows import dumps, manager_record, record, schedule_record, schedule_row
 
 SHORT_LIST: Final = 1000  # rows a listing may read in SQLite's event loop thread
 
@@ -176,6 +183,40 @@ class SharedOperations:
 
     async def requeue(self, claim: Claim) -> bool:
         return await self._update_claimed(claim, sql.REQUEUE, ())
+
+    async def retry(
+        self,
+        claim: Claim,
+        run_at: float,
+        ready: bool,
+        error: dict[str, Any] | None,
+        failures: Sequence[dict[str, Any]],
+    ) -> bool:
+        values = (run_at, int(ready), dumps(error), dumps(list(failures)))
+        return await self._update_claimed(claim, sql.RETRY, values)
+
+    async def start_data(self, process_id: str) -> dict[str, Any] | None:
+        row = await self._row(self._sql[sql.START_DATA], (process_id,))
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def set_schedule(self, schedule: ScheduleRecord) -> None:
+        await self._change(self._sql[sql.SET_SCHEDULE], schedule_row(schedule))
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self._change(self._sql[sql.DELETE_SCHEDULE], (name,)) == 1
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return [schedule_record(row) for row in await self._rows(self._sql[sql.LIST_SCHEDULES], ())]
+
+    async def due_schedules(self, now: float) -> list[ScheduleRecord]:
+        rows = await self._rows(self._sql[sql.DUE_SCHEDULES], (now,))
+        return [schedule_record(row) for row in rows]
+
+    async def next_schedule_at(self) -> float | None:
+        row = await self._row(self._sql[sql.NEXT_SCHEDULE_AT], ())
+        return None if row is None or row[0] is None else float(row[0])
 
     async def start_step(self, claim: Claim, index: int, name: str) -> bool:
         return await self._update_claimed(claim, sql.START_STEP, (name, index))

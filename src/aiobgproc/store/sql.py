@@ -99,8 +99,9 @@ def postgres(schema: str) -> Dialect:
 INSERT: Final = (
     "INSERT INTO {processes} (id, kind, status, spec, input, timeout, steps_total, created_at,"
     " owner, claim_token, attempts, started_at, label, meta, process_key, queue, priority,"
-    " run_at, after_ids, summary, waiting, ready, error, finished_at) VALUES (?, ?, ?, ?, ?, ?,"
-    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " run_at, after_ids, summary, waiting, ready, error, finished_at, start_data,"
+    " restarted_from, step_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A key an active process holds (the unique index processes_active_key): nothing stored.
 INSERT_KEYED: Final = INSERT + " ON CONFLICT DO NOTHING"
@@ -254,6 +255,13 @@ FINISH: Final = update_claimed(
     "status = ?, output = ?, error = ?, exit_code = ?, finished_at = ?,"
     " os_pid = NULL, os_pid_started = NULL"
 )
+# A failed run to be retried: back to the queue, to wait for its time (run_at, error,
+# ready, failures).
+RETRY: Final = update_claimed(
+    "status = {queued}, owner = NULL, os_pid = NULL, os_pid_started = NULL, run_at = ?,"
+    " ready = ?, error = ?, failures = ?, progress = NULL,"
+    " progress_message = NULL"
+)
 REQUEUE: Final = update_claimed(
     "status = {queued}, owner = NULL, os_pid = NULL, os_pid_started = NULL"
 )
@@ -276,16 +284,19 @@ RECORD_STEP: Final = (
     " WHERE " + CLAIMED + "{for_update}) ON CONFLICT DO NOTHING"
 )
 # What a recorded step changes in its process: (index + 1, output) ...
-NEXT_STEP: Final = "step_index = ?, input = ?"
+# (error: a retried step's failure is shown while it waits; the step then succeeded.)
+NEXT_STEP: Final = "step_index = ?, input = ?, error = NULL"
 # ... (index + 1, output, output, now), after the last step ...
 LAST_STEP: Final = (
     "step_index = ?, input = ?, output = ?, status = {finished}, finished_at = ?,"
-    " os_pid = NULL, os_pid_started = NULL, progress = NULL, progress_message = NULL"
+    " os_pid = NULL, os_pid_started = NULL, progress = NULL, progress_message = NULL,"
+    " error = NULL"
 )
 # ... (index + 1, output, output), after a step that interrupts.
 INTERRUPT: Final = (
     "status = {interrupted}, step_index = ?, input = ?, output = ?, owner = NULL,"
-    " os_pid = NULL, os_pid_started = NULL, progress = NULL, progress_message = NULL"
+    " os_pid = NULL, os_pid_started = NULL, progress = NULL, progress_message = NULL,"
+    " error = NULL"
 )
 STEP_ENDS: Final = (NEXT_STEP, LAST_STEP, INTERRUPT)
 
@@ -317,6 +328,38 @@ RUNNING_OWNED_BY: Final = (
 )
 RUNNING_NOT_OWNED_BY: Final = (
     "SELECT {columns} FROM {processes} WHERE status = {running} AND (owner IS NULL OR owner <> ?)"
+)
+
+# A restart from a step: the original's committed steps before it, as the new process's
+# (new id, original id, the step it starts at).
+COPY_STEPS: Final = (
+    "INSERT INTO {step_outputs} (process_id, step_index, step_name, attempt, output,"
+    " committed_at) SELECT ?, step_index, step_name, attempt, output, committed_at"
+    " FROM {step_outputs} WHERE process_id = ? AND step_index < ?"
+)
+START_DATA: Final = "SELECT start_data FROM {processes} WHERE id = ?"
+
+# -- schedules -------------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS: Final = (
+    "name, spec, data, options, cron, every, next_run_at, last_run_at, last_process_id, created_at"
+)
+SET_SCHEDULE: Final = (
+    "INSERT INTO {schedules} (" + SCHEDULE_COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, data = excluded.data,"
+    " options = excluded.options, cron = excluded.cron, every = excluded.every,"
+    " next_run_at = excluded.next_run_at, created_at = excluded.created_at"
+)
+DELETE_SCHEDULE: Final = "DELETE FROM {schedules} WHERE name = ?"
+LIST_SCHEDULES: Final = "SELECT " + SCHEDULE_COLUMNS + " FROM {schedules} ORDER BY name"
+DUE_SCHEDULES: Final = (
+    "SELECT " + SCHEDULE_COLUMNS + " FROM {schedules} WHERE next_run_at <= ? ORDER BY next_run_at"
+)
+NEXT_SCHEDULE_AT: Final = "SELECT min(next_run_at) FROM {schedules}"
+# Firing a due time: only the one that still finds it due moves it on (compare-and-set).
+FIRE_SCHEDULE: Final = (
+    "UPDATE {schedules} SET next_run_at = ?, last_run_at = ?, last_process_id = ?"
+    " WHERE name = ? AND next_run_at = ?"
 )
 
 # -- output ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from .._faults import fault
 from ..errors import StoreError
 from ..models import Status
 from . import sql
-from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord
+from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
 from .shared import Rollback, SharedOperations, claim_order, in_claim_order
 from .sqlite_connection import BUSY_TIMEOUT_MS, Conn, SQLiteConnection
@@ -103,17 +103,25 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
         return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
 
     async def insert(self, process: NewProcess) -> str:
-        def body(db: Conn) -> str:
-            if process.key is not None:
-                held = one(db, _SQL[sql.ACTIVE_WITH_KEY], (process.key,))
-                if held is not None:  # under the write lock: no one can end it meanwhile
-                    return str(held[0])
-            pending, failed = _dependencies(db, process.after)
-            db.execute(_SQL[sql.INSERT], insert_params(process, None, len(pending), failed))
-            _insert_extras(db, process, () if failed else pending)
-            return process.id
+        return await self._write(lambda db: _insert(db, process), process.id)
 
-        return await self._write(body, process.id)
+    async def fire_schedule(
+        self, schedule: ScheduleRecord, next_run_at: float, now: float, process: NewProcess
+    ) -> str | None:
+        due = (schedule.name, schedule.next_run_at)
+
+        def body(db: Conn) -> str | None:
+            fired = (next_run_at, now, process.id, *due)
+            if db.execute(_SQL[sql.FIRE_SCHEDULE], fired).rowcount != 1:
+                return None
+            stored = _insert(db, process)
+            if stored != process.id:  # its key is held: that process is this time's
+                db.execute(
+                    _SQL[sql.FIRE_SCHEDULE], (next_run_at, now, stored, schedule.name, next_run_at)
+                )
+            return stored
+
+        return await self._write(body, None)
 
     async def insert_claimed(self, process: NewProcess, owner: str) -> ProcessRecord | None:
         params = (*insert_params(process, owner), process.queue)
@@ -253,6 +261,18 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
         return [] if problems == ["ok"] else problems
 
 
+def _insert(db: Conn, process: NewProcess) -> str:
+    """Store a new process (see Store.insert) in the transaction ``db`` is in."""
+    if process.key is not None:
+        held = one(db, _SQL[sql.ACTIVE_WITH_KEY], (process.key,))
+        if held is not None:  # under the write lock: no one can end it meanwhile
+            return str(held[0])
+    pending, failed = _dependencies(db, process.after)
+    db.execute(_SQL[sql.INSERT], insert_params(process, None, len(pending), failed))
+    _insert_extras(db, process, pending)
+    return process.id
+
+
 def _dependencies(db: Conn, after: Sequence[str]) -> tuple[list[str], str | None]:
     """Of the processes ``after`` names: those not finished yet, and the message of the
     first that failed (None if none did). ProcessNotFoundError for an unknown one."""
@@ -266,7 +286,11 @@ def _dependencies(db: Conn, after: Sequence[str]) -> tuple[list[str], str | None
 
 
 def _insert_extras(db: Conn, process: NewProcess, pending: Sequence[str]) -> None:
-    """A new process's rows beside its own: its unfinished dependencies and its meta keys."""
+    """A new process's rows beside its own: its unfinished dependencies, its meta keys, and
+    (restarted from a step) the steps it starts after."""
+    if process.restarted_from is not None and process.step_index > 0:
+        copied = (process.id, process.restarted_from, process.step_index)
+        db.execute(_SQL[sql.COPY_STEPS], copied)
     for depends_on in pending:
         db.execute(_SQL[sql.INSERT_DEPENDENCY], (process.id, depends_on))
     for name, value in process.meta_pairs:
