@@ -85,7 +85,8 @@ async def test_while_it_waits_a_retry_is_queued_with_its_error(
             info = await waiting()
         assert info is not None
         assert info.status is Status.QUEUED
-        assert info.error is not None and info.error.type == "CommandError"
+        assert info.error is not None
+        assert info.error.type == "CommandError"
         assert info.run_at is not None
         assert 25 < info.run_at.timestamp() - time.time() <= 30
         # A cancelled process is never retried.
@@ -100,7 +101,8 @@ async def test_the_last_failure_ends_the_process(store_url: str) -> None:
         )
         info = await manager.wait_for(failing, timeout=WAIT)
         assert (info.status, info.exit_code, info.attempts) == (Status.ERROR, 7, 3)
-        assert info.error is not None and info.error.type == "CommandError"
+        assert info.error is not None
+        assert info.error.type == "CommandError"
         assert len(info.failures) == 2
         # Only the failures on= names are retried.
         timing_out = await manager.start(
@@ -180,7 +182,8 @@ async def test_a_retry_wait_survives_its_manager(store_url: str, tmp_path: Path)
             second.stop()
     assert info.status is Status.FINISHED
     assert info.attempts == 2
-    assert info.started_at is not None and waiting.run_at is not None
+    assert info.started_at is not None
+    assert waiting.run_at is not None
 
 
 @pytest.mark.parametrize(
@@ -189,7 +192,7 @@ async def test_a_retry_wait_survives_its_manager(store_url: str, tmp_path: Path)
         Retry(0),
         Retry(-1),
         Retry(1.5),  # type: ignore[arg-type]
-        Retry(True),  # type: ignore[arg-type]
+        Retry(True),
         Retry(3, delay=-1),
         Retry(3, delay=float("nan")),
         Retry(3, delay=float("inf")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -66,7 +67,7 @@ async def test_an_every_schedule_starts_its_work_at_each_interval(store_url: str
             assert (await manager.wait_for(process.id, timeout=WAIT)).status is Status.FINISHED
         # One interval apart, each (a due time starts one process, not a burst).
         starts = [process.created_at.timestamp() for process in processes]
-        assert all(0.2 < later - earlier < 1.5 for earlier, later in zip(starts, starts[1:]))
+        assert all(0.2 < later - earlier < 1.5 for earlier, later in itertools.pairwise(starts))
 
 
 async def test_each_due_time_fires_once_with_three_workers(store_url: str, tmp_path: Path) -> None:
@@ -95,7 +96,7 @@ async def test_each_due_time_fires_once_with_three_workers(store_url: str, tmp_p
                 await worker.wait_exit(WAIT)
                 worker.stop()
     starts = [process.created_at.timestamp() for process in processes]
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert all(gap > 0.3 for gap in gaps), gaps  # never two processes for one due time
     assert len(processes) <= elapsed / 0.5 + 2
     assert all(process.queue == "beats" for process in processes)
@@ -164,7 +165,8 @@ async def test_cron_schedules_replace_and_options(store_url: str) -> None:
         replaced = await client.schedule("nightly", Command(["true"]), every=3600)
         (listed,) = await client.schedules()
         assert listed == replaced
-        assert listed.every == 3600.0 and listed.cron is None
+        assert listed.every == 3600.0
+        assert listed.cron is None
         assert listed.to_dict()["next_run_at"] == listed.next_run_at.isoformat()
         with pytest.raises(ScheduleNotFoundError):
             await client.unschedule("no-such-schedule")
