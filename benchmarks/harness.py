@@ -51,12 +51,13 @@ class Sizes:
     b5_run: int  # of which run for real (the newest); the others are queued, most cancelled
     b5_calls: int
     b6_n: int
+    b10_fires: int  # due times of B10's every=1 schedule
 
 
 SIZES: Final = {
-    "full": Sizes(5, 500, 200, 200, 1000, 1024 * MIB, 100_000, 20_000, 1000, 20),
-    "quick": Sizes(3, 300, 100, 100, 300, 256 * MIB, 100_000, 5_000, 300, 10),
-    "smoke": Sizes(1, 20, 5, 3, 20, 16 * MIB, 2_000, 300, 20, 2),
+    "full": Sizes(5, 500, 200, 200, 1000, 1024 * MIB, 100_000, 20_000, 1000, 20, 30),
+    "quick": Sizes(3, 300, 100, 100, 300, 256 * MIB, 100_000, 5_000, 300, 10, 10),
+    "smoke": Sizes(1, 20, 5, 3, 20, 16 * MIB, 2_000, 300, 20, 2, 2),
 }
 
 

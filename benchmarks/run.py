@@ -27,6 +27,8 @@ B8 claim        (b8_claim.py) one claim's p50/p99 with 100,000 processes queued 
                 queues and 10,000 delayed.
 B9 listing      (b9_list.py) list() with each single filter at 100,000 processes: p99 of
                 each, and of the worst (target: under 5 ms).
+B10 schedules   (b10_schedule.py) an every=1 schedule fired by three workers: the delay
+                from each due time to its process's creation, median and p95.
 
 What they share (sizes per mode, the --loop runner, CPU metering, timing helpers) is in
 harness.py, the store locations in stores.py, the table and the run's description in
@@ -75,6 +77,7 @@ from benchmarks import (  # noqa: E402
     b6_notice,
     b8_claim,
     b9_list,
+    b10_schedule,
 )
 from benchmarks.harness import (  # noqa: E402
     CLEANING,
@@ -107,6 +110,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
         b6_notice,
         b8_claim,
         b9_list,
+        b10_schedule,
     )
 }
 TARGETS: Final = {

@@ -42,6 +42,8 @@ KEYS = (
     "b8_claim_p99_ms",
     "b9_list_p99_ms",
     "b9_list_meta_p99_ms",
+    "b10_fire_delay_median_ms",
+    "b10_fire_delay_p95_ms",
 )
 INTERNALS_MEASURED = {"executor_startup.py"}
 """Scripts that time aiobgproc's internals themselves (the executor's own start-up)."""
