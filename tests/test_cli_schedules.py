@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import cli, wait_json
 
 from helpers.procs import start_worker
+from test_cli import cli, wait_json
 
 WAIT = 30.0
 
