@@ -296,3 +296,38 @@ async def test_restart_from_a_step_reuses_what_was_committed(
             await manager.restart(early, from_step="b")
         whole = await manager.wait_for(await manager.restart(early, from_step="a"), timeout=WAIT)
         assert whole.status is Status.FINISHED
+
+
+async def test_no_committed_step_runs_twice_across_a_kill_during_a_retry_wait(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A ledger of every step run: the step before the failing one committed, its worker is
+    killed (SIGKILL) while the retry waits, another worker finishes the process."""
+    ledger = str(tmp_path / "ledger")
+    steps = {
+        "a": Step("stepmods.flaky:ok", ledger, "a"),
+        "b": Step("stepmods.flaky:fail_first", ledger, "b", 1),
+        "c": Step("stepmods.flaky:ok", ledger, "c"),
+    }
+    async with Manager(store_url, run=False) as client:
+        process_id = await client.start(Process(steps, retry=Retry(3, delay=1.0)))
+        first = start_worker(store_url, tmp_path, "first", "--concurrency", "2")
+        try:
+            deadline = time.monotonic() + WAIT
+            while not (await client.info(process_id)).failures:
+                assert time.monotonic() < deadline, first.stderr()
+                await asyncio.sleep(0.01)
+            first.signal(signal.SIGKILL)
+            await first.wait_exit(WAIT)
+        finally:
+            first.stop()
+        second = start_worker(store_url, tmp_path, "second", "--concurrency", "2")
+        try:
+            info = await client.wait_for(process_id, timeout=WAIT)
+        finally:
+            second.signal(signal.SIGTERM)
+            await second.wait_exit(WAIT)
+            second.stop()
+    assert info.status is Status.FINISHED, info.error
+    assert runs(Path(ledger)) == {"a": 1, "b": 2, "c": 1}
+    assert info.output == {"a": True, "b": 2, "c": True}
