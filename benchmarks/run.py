@@ -29,6 +29,8 @@ B9 listing      (b9_list.py) list() with each single filter at 100,000 processes
                 each, and of the worst (target: under 5 ms).
 B10 schedules   (b10_schedule.py) an every=1 schedule fired by three workers: the delay
                 from each due time to its process's creation, median and p95.
+B12 events      (b12_events.py) events() here, changes made by another OS process: the
+                delay from the commit to the subscriber, median and p95.
 
 What they share (sizes per mode, the --loop runner, CPU metering, timing helpers) is in
 harness.py, the store locations in stores.py, the table and the run's description in
@@ -78,6 +80,7 @@ from benchmarks import (  # noqa: E402
     b8_claim,
     b9_list,
     b10_schedule,
+    b12_events,
 )
 from benchmarks.harness import (  # noqa: E402
     CLEANING,
@@ -111,6 +114,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
         b8_claim,
         b9_list,
         b10_schedule,
+        b12_events,
     )
 }
 TARGETS: Final = {

@@ -83,3 +83,32 @@ def test_queues_and_scheduling_example_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "QueueInfo(name='video', limit=2" in result.stdout
     assert "['export for ann: finished']" in result.stdout
+
+
+def test_events_example_runs(tmp_path: Path) -> None:
+    (code,) = blocks(DOCS / "index.md", "python", "Events")
+    script = code + (
+        "\nimport sys\n"
+        "from aiobgproc import Command\n"
+        "async def demo(store: str, bookmark: Path) -> None:\n"
+        "    bookmark.write_text('0')  # from the first event: nothing can be missed\n"
+        "    watcher = asyncio.ensure_future(watch_failures(store, bookmark))\n"
+        "    async with Manager(store) as m:\n"
+        "        pid = await m.start(Command(['false']), label='nightly')\n"
+        "        await m.wait_for(pid, timeout=30)\n"
+        "        while not bookmark.exists() or int(bookmark.read_text()) < 3:\n"
+        "            await asyncio.sleep(0.01)\n"
+        "    watcher.cancel()\n"
+        "asyncio.run(demo(sys.argv[1], Path(sys.argv[2])))\n"
+    )
+    path = tmp_path / "events_example.py"
+    path.write_text(script)
+    result = subprocess.run(
+        [sys.executable, str(path), str(tmp_path / "jobs.db"), str(tmp_path / "bookmark")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nightly failed: ErrorInfo(type='CommandError'" in result.stdout

@@ -18,9 +18,7 @@ from helpers.procs import TESTS_DIR
 WAIT = 30.0
 
 
-async def collect(
-    events: AsyncIterator[Event], count: int, timeout: float = WAIT
-) -> list[Event]:
+async def collect(events: AsyncIterator[Event], count: int, timeout: float = WAIT) -> list[Event]:
     found: list[Event] = []
     async with asyncio.timeout(timeout):
         async for event in events:
@@ -116,4 +114,4 @@ async def test_bad_event_filters(store_url: str) -> None:
     async with Manager(store_url, run=False) as client:
         for options in ({"since": -1}, {"since": "5"}, {"since": True}, {"queue": "bad name"}):
             with pytest.raises(InvalidSpecError):
-                await client.events(**options).__anext__()
+                client.events(**options)

@@ -67,6 +67,7 @@ LAYER = {
     "_retry": 0.5,
     "_schedule_controls": 3,
     "_restart": 3,
+    "_event_log": 3,
     "_output": 1,
     "_changes": 1,
     "_errorlog": 2,

@@ -333,6 +333,22 @@ async def cmd_schedule(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_events(args: argparse.Namespace) -> int:
+    """Follow the event log until interrupted (SIGINT, SIGTERM, or a closed pipe)."""
+    if args.since is not None and args.since < 0:
+        raise CliError(f"--since takes an event's seq (>= 0), not {args.since}")
+    out = Out()
+    async with _manager(args) as manager:
+        async for event in manager.events(since=args.since):
+            if args.json:
+                out.line(json.dumps(event.to_dict()))
+            else:
+                when = event.at.isoformat(timespec="milliseconds")
+                step = f" {one_line(event.step)}" if event.step else ""
+                out.line(f"{event.seq} {when} {event.process_id} {event.status}{step}")
+    return EXIT_OK
+
+
 async def cmd_queue(args: argparse.Namespace) -> int:
     async with _manager(args) as manager:
         await run_queue_command(manager, args)
@@ -434,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     schedule = add("schedule", cmd_schedule, "add, list or remove schedules")
     add_schedule_command(schedule, lambda action: _store_option(action, argparse.SUPPRESS))
+
+    events = add("events", cmd_events, "follow the store's event log (until interrupted)")
+    events.add_argument("--since", type=int, metavar="SEQ", help="from after this event")
+    events.add_argument("--json", action="store_true", help="one JSON object a line")
 
     queue = add("queue", cmd_queue, "show queues, set a queue's limit, pause or resume it")
     add_queue_command(queue, lambda action: _store_option(action, argparse.SUPPRESS))

@@ -14,6 +14,7 @@ from typing import Any, Final, Self
 
 from . import _clock, _spec
 from ._changes import Changes
+from ._event_log import EventLog
 from ._list_filter import list_filter
 from ._location import open_store
 from ._options import OptionsView, check_options
@@ -42,7 +43,7 @@ logging.getLogger("aiobgproc").addHandler(logging.NullHandler())
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 
 
-class Manager(QueueControls, ScheduleControls, WorkerControls, OptionsView):
+class Manager(QueueControls, ScheduleControls, EventLog, WorkerControls, OptionsView):
     """Runs commands and step processes in the background, with state in a store.
 
     ::

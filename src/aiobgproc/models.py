@@ -150,6 +150,29 @@ class QueueInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the store's event log (``Manager.events``): a process's status change,
+    or the start of one of its steps (``status`` running, ``step`` its name)."""
+
+    seq: int
+    """Increases with every event, in commit order; ``events(since=seq)`` resumes after it."""
+    process_id: str
+    status: Status
+    step: str | None
+    at: datetime
+    """When the change was committed (UTC)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "process_id": self.process_id,
+            "status": self.status.value,
+            "step": self.step,
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleInfo:
     """A schedule as ``Manager.schedules()`` shows it."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar, final
 
@@ -197,6 +198,13 @@ class PostgresStore(SharedOperations):
             return list(await conn.fetch(statement, *params))
 
         return await self._run(read, write=False)
+
+    def events_from_now(self) -> Awaitable[int]:
+        # A read started now could reach the server after the caller's next write (another
+        # pool connection): the moment is marked by time instead, microseconds on both sides
+        # (the events' times are the server's clock: exact on one host; across hosts, off by
+        # the clocks' difference).
+        return self.event_seq_before(time.time())
 
     async def clock(self) -> float:
         """The database's clock (epoch seconds): the one every host's lease is judged by."""

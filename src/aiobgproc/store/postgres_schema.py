@@ -36,7 +36,13 @@ CREATE TRIGGER processes_deleted AFTER DELETE ON {s}.processes
 
 def migrations(schema: str) -> list[list[str]]:
     """From version N to N + 1, at index N - 1 (version 1 is created by create_v1)."""
-    return [[*tables.migrate_v2("postgres", schema), *triggers.postgres(schema)]]
+    return [
+        [
+            *tables.migrate_v2("postgres", schema),
+            *triggers.postgres(schema),
+            *triggers.postgres_events(schema),
+        ]
+    ]
 
 
 def split_url(url: str) -> tuple[str, str]:

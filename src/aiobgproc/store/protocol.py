@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._clock import to_datetime
-from ..models import ErrorInfo, ProcessInfo, Status
+from ..models import ErrorInfo, Event, ProcessInfo, Status
 
 
 def _iso(moment: Any) -> Any:
@@ -326,6 +326,22 @@ class Store(Protocol):
     async def start_data(self, process_id: str) -> dict[str, Any] | None:
         """The data the process was started with (None if unknown: stored before version 2,
         after its first step)."""
+        ...
+
+    async def last_event_seq(self) -> int:
+        """The newest event's sequence number (0 before the first)."""
+        ...
+
+    def events_from_now(self) -> Awaitable[int]:
+        """The sequence number after which the events committed from this call on come
+        (called synchronously: the moment is the call's, whenever the result is awaited)."""
+        ...
+
+    async def read_events(
+        self, after: int, process_id: str | None, queue: str | None, limit: int
+    ) -> list[Event]:
+        """Up to ``limit`` events after ``after``, oldest first, of ``process_id`` and
+        ``queue`` when given."""
         ...
 
     async def set_schedule(self, schedule: ScheduleRecord) -> None:

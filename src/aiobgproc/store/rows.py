@@ -6,8 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
+from .._clock import to_datetime
 from ..errors import ProcessNotFoundError, StoreError
-from ..models import Status
+from ..models import Event, Status
 from .protocol import ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 
 COLUMNS: Final = (
@@ -95,6 +96,15 @@ def schedule_record(row: Sequence[Any]) -> ScheduleRecord:
         raise StoreError(
             f"the store is damaged: schedule {row[0]!r} cannot be read ({exc})"
         ) from None
+
+
+def event(row: Sequence[Any]) -> Event:
+    try:
+        at = to_datetime(row[4])
+        assert at is not None
+        return Event(seq=int(row[0]), process_id=row[1], status=Status(row[2]), step=row[3], at=at)
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise StoreError(f"the store is damaged: event {row[0]!r} cannot be read ({exc})") from None
 
 
 def loads(text: str | None) -> Any:

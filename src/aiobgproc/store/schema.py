@@ -28,6 +28,12 @@ TYPES: Final[dict[str, dict[Database, str]]] = {
     "int64": {"sqlite": "INTEGER", "postgres": "BIGINT"},
     "real": {"sqlite": "REAL", "postgres": "DOUBLE PRECISION"},
     "bytes": {"sqlite": "BLOB", "postgres": "BYTEA"},
+    # An increasing key, never reused (SQLite's AUTOINCREMENT: not even after the newest row
+    # is deleted), for the event log's sequence numbers.
+    "serial": {
+        "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "postgres": "BIGSERIAL PRIMARY KEY",
+    },
 }
 
 
@@ -204,6 +210,17 @@ SCHEDULES: Final = Table(
         Column("created_at", "real", NOT_NULL),
     ),
 )
+EVENTS: Final = Table(
+    "events",  # one per status change and step start, written by triggers (store.triggers)
+    (
+        Column("seq", "serial"),
+        Column("process_id", "text", NOT_NULL),
+        Column("status", "text", NOT_NULL),
+        Column("step", "text"),
+        Column("queue", "text", NOT_NULL),
+        Column("at", "real", NOT_NULL),
+    ),
+)
 INDEXES_V2: Final = (
     # The claim: per queue, higher priority first, then start order; only what is claimable.
     Index("processes_claimable", "processes", "queue, priority DESC, created_at, id", QUEUED_READY),
@@ -229,6 +246,7 @@ INDEXES_V2: Final = (
     Index("dependencies_by_target", "dependencies", "depends_on"),
     Index("process_meta_by_value", "process_meta", "name, value, created_at, process_id"),
     Index("schedules_by_due", "schedules", "next_run_at"),
+    Index("events_by_process", "events", "process_id, seq"),
 )
 TABLES: Final = (
     PROCESSES,
@@ -239,6 +257,7 @@ TABLES: Final = (
     DEPENDENCIES,
     PROCESS_META,
     SCHEDULES,
+    EVENTS,
 )
 TABLE_NAMES: Final = tuple(table.name for table in TABLES)
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 from ..errors import ProcessNotFoundError
-from ..models import Status
+from ..models import Event, Status
 from . import sql
 from .protocol import (
     Claim,
@@ -28,7 +28,7 @@ from .protocol import (
     QueueRecord,
     ScheduleRecord,
 )
-from .rows import dumps, manager_record, record, schedule_record, schedule_row
+from .rows import dumps, event, manager_record, record, schedule_record, schedule_row
 
 SHORT_LIST: Final = 1000  # rows a listing may read in SQLite's event loop thread
 
@@ -198,6 +198,26 @@ class SharedOperations:
     async def start_data(self, process_id: str) -> dict[str, Any] | None:
         row = await self._row(self._sql[sql.START_DATA], (process_id,))
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def last_event_seq(self) -> int:
+        row = await self._row(self._sql[sql.LAST_EVENT_SEQ], ())
+        return 0 if row is None else int(row[0])
+
+    async def event_seq_before(self, at: float) -> int:
+        """The newest event committed before ``at`` (events' times increase with their
+        sequence numbers: the trigger stamps them in commit order)."""
+        row = await self._row(self._sql[sql.EVENT_BEFORE], (at,))
+        return 0 if row is None else int(row[0])
+
+    async def read_events(
+        self, after: int, process_id: str | None, queue: str | None, limit: int
+    ) -> list[Event]:
+        statement = sql.events_query(process_id is not None, queue is not None)
+        params = (after, *(item for item in (process_id, queue) if item is not None), limit)
+        rows = await self._rows(self._sql[statement], params)
+        return [event(row) for row in rows]
 
     # -- schedules ---------------------------------------------------------------------------
 

@@ -339,6 +339,21 @@ COPY_STEPS: Final = (
 )
 START_DATA: Final = "SELECT start_data FROM {processes} WHERE id = ?"
 
+# -- events ----------------------------------------------------------------------------------
+
+LAST_EVENT_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM {events}"
+# The newest event before a time: read backwards from the newest (few are later).
+EVENT_BEFORE: Final = "SELECT seq FROM {events} WHERE at < ? ORDER BY seq DESC LIMIT 1"
+EVENT_COLUMNS: Final = "seq, process_id, status, step, at"
+
+
+def events_query(process_id: bool, queue: bool) -> str:
+    """Events after a sequence number (then the filters given), oldest first, a page."""
+    where = "seq > ?" + (" AND process_id = ?" if process_id else "")
+    where += " AND queue = ?" if queue else ""
+    return f"SELECT {EVENT_COLUMNS} FROM {{events}} WHERE {where} ORDER BY seq LIMIT ?"
+
+
 # -- schedules -------------------------------------------------------------------------------
 
 SCHEDULE_COLUMNS: Final = (
@@ -385,6 +400,7 @@ PRUNE: Final = (
     "DELETE FROM {step_outputs} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {process_meta} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {dependencies} WHERE process_id IN (" + _DOOMED + ")",
+    "DELETE FROM {events} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {processes} WHERE id IN (" + _DOOMED + ")",
 )
 

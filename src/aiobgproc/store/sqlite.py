@@ -8,6 +8,7 @@ thread or the connection thread, grouped into one commit with others) in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -233,6 +234,12 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
             return int(db.execute(processes, (finished_before,)).rowcount)
 
         return await self._write(body, 0, long=True)
+
+    def events_from_now(self) -> Awaitable[int]:
+        # Event times have SQLite's millisecond resolution: a time cannot mark the moment.
+        # The read is started now; its first step (a read in the loop's thread) runs before
+        # anything the caller asks for after this call.
+        return asyncio.ensure_future(self.last_event_seq())
 
     async def clock(self) -> float:
         return time.time()  # one host: its own clock

@@ -31,7 +31,7 @@ _MIN_DATABASE_BYTES: Final = 512  # the smallest SQLite page: a database is at l
 # Migrations from version N to N+1, run in one transaction each; index 0 creates version 1.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     tuple(schema.create_v1("sqlite")),
-    (*schema.migrate_v2("sqlite"), triggers.SQLITE),
+    (*schema.migrate_v2("sqlite"), triggers.SQLITE, *triggers.SQLITE_EVENTS),
 )
 
 

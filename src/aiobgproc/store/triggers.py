@@ -9,6 +9,14 @@ it (a runner, a cancel, a recovery, a trigger for the process it waited for).
   again for the dependents' own dependents (SQLite: ``PRAGMA recursive_triggers``, set on
   every connection by sqlite_file.prepare; at most 1,000 levels deep).
 - Either way its edges are deleted: the dependencies table holds only those still waited on.
+
+And the event log (``events``): a process's creation is its ``queued`` event (and, stored
+already claimed or already ended, an event of the status it was stored with), each status
+change an event, each step start (its ``step`` set while it runs) an event ``running`` with
+the step's name; in the transaction of the change. On PostgreSQL the trigger first takes a
+transaction-wide advisory lock, so that sequence numbers are committed in order: a reader
+that saw event N can never see an event below N appear later (SQLite has one writer at a
+time already).
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ _FORGET: Final = "DELETE FROM {p}dependencies WHERE depends_on = NEW.id"
 
 SQLITE: Final = (
     "CREATE TRIGGER processes_ended AFTER UPDATE OF status ON processes FOR EACH ROW"
-    f" WHEN NEW.status IN {_TERMINAL} AND OLD.status NOT IN {_TERMINAL} BEGIN "
+    f" WHEN NEW.status IN {_TERMINAL} AND OLD.status NOT IN {_TERMINAL}"
+    # One index probe when nothing waits for it (most ends), not three statements.
+    " AND EXISTS (SELECT 1 FROM dependencies WHERE depends_on = NEW.id) BEGIN "
     + _ONE_FEWER.format(p="", status="+status")
     + " AND NEW.status = 'finished'; "
     + _FAIL.format(
@@ -84,4 +94,50 @@ def postgres(schema: str) -> list[str]:
         " END $$",
         f"CREATE TRIGGER queues_changed AFTER INSERT OR UPDATE ON {p}queues"
         f" FOR EACH STATEMENT EXECUTE FUNCTION {p}queue_changed()",
+    ]
+
+
+_EVENT: Final = "INSERT INTO {p}events (process_id, status, step, queue, at) VALUES"
+_SQLITE_NOW: Final = "(julianday('now') - 2440587.5) * 86400.0"
+
+SQLITE_EVENTS: Final = (
+    "CREATE TRIGGER processes_event_created AFTER INSERT ON processes BEGIN "
+    + _EVENT.format(p="")
+    + f" (NEW.id, 'queued', NULL, NEW.queue, {_SQLITE_NOW}); "
+    + "INSERT INTO events (process_id, status, step, queue, at)"
+    + f" SELECT NEW.id, NEW.status, NULL, NEW.queue, {_SQLITE_NOW} WHERE NEW.status <> 'queued';"
+    + " END",
+    "CREATE TRIGGER processes_event_status AFTER UPDATE OF status ON processes"
+    " WHEN NEW.status <> OLD.status BEGIN "
+    + _EVENT.format(p="")
+    + f" (NEW.id, NEW.status, NULL, NEW.queue, {_SQLITE_NOW}); END",
+    "CREATE TRIGGER processes_event_step AFTER UPDATE OF step ON processes"
+    " WHEN NEW.status = 'running' AND NEW.step IS NOT NULL AND OLD.status = 'running' BEGIN "
+    + _EVENT.format(p="")
+    + f" (NEW.id, 'running', NEW.step, NEW.queue, {_SQLITE_NOW}); END",
+)
+
+
+def postgres_events(schema: str) -> list[str]:
+    """The event log's function and trigger, in ``schema``."""
+    p = f"{schema}."
+    now = "extract(epoch from clock_timestamp())"
+    event = _EVENT.format(p=p)
+    return [
+        f"CREATE OR REPLACE FUNCTION {p}process_event() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN"
+        " PERFORM pg_advisory_xact_lock(hashtext(TG_TABLE_SCHEMA || '.events'));"
+        " IF TG_OP = 'INSERT' THEN"
+        f" {event} (NEW.id, 'queued', NULL, NEW.queue, {now});"
+        " IF NEW.status <> 'queued' THEN"
+        f" {event} (NEW.id, NEW.status, NULL, NEW.queue, {now}); END IF;"
+        " ELSIF NEW.status <> OLD.status THEN"
+        f" {event} (NEW.id, NEW.status, NULL, NEW.queue, {now});"
+        # The status unchanged: a statement that sets the step (the trigger fires only for
+        # statements that name status or step), i.e. a step starts.
+        " ELSIF NEW.status = 'running' AND NEW.step IS NOT NULL THEN"
+        f" {event} (NEW.id, 'running', NEW.step, NEW.queue, {now});"
+        " END IF; RETURN NULL; END $$",
+        f"CREATE TRIGGER processes_event AFTER INSERT OR UPDATE OF status, step ON {p}processes"
+        f" FOR EACH ROW EXECUTE FUNCTION {p}process_event()",
     ]
