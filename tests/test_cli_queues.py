@@ -170,3 +170,37 @@ def test_bad_options_are_one_line_and_store_nothing(
     assert "Traceback" not in result.stderr
     listed = cli("list", "--json", store=store_url)
     assert json.loads(listed.stdout) == []
+
+
+def test_a_value_that_reads_schedule_is_not_the_schedule_command(store_url: str) -> None:
+    """Found by review: any "schedule" before "--" was taken for `schedule add`."""
+    result = cli("run", "--label", "schedule", "--wait", "--", "echo", "hi", store=store_url)
+    assert result.returncode == 0, result.stderr
+    assert cli("logs", result.stdout.strip(), store=store_url).stdout == "hi\n"
+
+
+async def test_run_starts_a_worker_when_the_live_one_runs_other_queues(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Found by review: a live `worker --queue a` counted as running every queue."""
+    from helpers.procs import start_worker
+
+    worker = start_worker(store_url, tmp_path, "only-a", "--queue", "a")
+    try:
+        async with Manager(store_url, run=False) as client:
+
+            async def registered() -> bool:
+                return any(m.runs for m in await client.store.list_managers())
+
+            deadline = time.monotonic() + 30
+            while not await registered():
+                assert time.monotonic() < deadline, worker.stderr()
+                await asyncio.sleep(0.02)
+            result = await asyncio.to_thread(
+                cli, "run", "--queue", "b", "--", "true", store=store_url
+            )
+            assert result.returncode == 0, result.stderr
+            info = await client.wait_for(result.stdout.strip(), timeout=30)
+            assert info.status is Status.FINISHED
+    finally:
+        worker.stop()

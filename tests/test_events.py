@@ -112,6 +112,12 @@ async def test_prune_deletes_the_events_of_what_it_prunes(store_url: str) -> Non
 
 async def test_bad_event_filters(store_url: str) -> None:
     async with Manager(store_url, run=False) as client:
-        for options in ({"since": -1}, {"since": "5"}, {"since": True}, {"queue": "bad name"}):
+        for options in (
+            {"since": -1},
+            {"since": "5"},
+            {"since": True},
+            {"since": 2**63},
+            {"queue": "bad name"},
+        ):
             with pytest.raises(InvalidSpecError):
                 client.events(**options)

@@ -84,9 +84,10 @@ LAYER = {
     "_cli_format": 2,
     "_cli_queues": 3,
     "_cli_schedules": 4,
-    "cli": 9,
+    "_cli_burst": 9,
+    "cli": 10,
     "pytest_plugin": 9,
-    "__main__": 10,
+    "__main__": 11,
 }
 
 

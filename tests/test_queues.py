@@ -10,7 +10,7 @@ import asyncio
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,11 @@ from aiobgproc import (
     Process,
     ProcessNotFoundError,
     QueueInfo,
+    ScheduleNotFoundError,
     Status,
     Step,
 )
+from aiobgproc.store.rows import MAX_CHAIN
 from helpers.procs import TESTS_DIR, start_worker
 
 WAIT = 30.0
@@ -489,6 +491,8 @@ NOT_TIMEZONE_AWARE = datetime(2030, 1, 1)
         {"delay": "5"},
         {"delay": timedelta(seconds=-1)},
         {"delay": 1e12},
+        {"delay": 10**400},
+        {"at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23)))},
         {"at": NOT_TIMEZONE_AWARE},
         {"at": "2030-01-01T00:00:00Z"},
         {"at": 1234.5},
@@ -537,3 +541,51 @@ async def test_long_meta_values_and_keys_are_found(store_url: str) -> None:
             long_key: 1,
             "short": "y",
         }
+
+
+async def test_ids_that_cannot_be_stored_name_nothing(store_url: str) -> None:
+    """Found by review: a lone surrogate in an id reached a UnicodeEncodeError."""
+    async with Manager(store_url, run=False) as client:
+        for call in (
+            lambda: client.start(Command(["true"]), after=["\ud800"]),
+            lambda: client.list(before="\ud800"),
+            lambda: client.restart("\ud800"),
+            lambda: client.info("\ud800"),
+            lambda: client.cancel("a\x00b"),
+        ):
+            with pytest.raises(ProcessNotFoundError):
+                await call()
+        with pytest.raises(ScheduleNotFoundError):
+            await client.unschedule("\ud800")
+        assert await client.list() == []
+
+
+async def test_a_chain_of_waiting_processes_is_bounded(store_url: str) -> None:
+    """Found by review: a failure at the head of a chain ends it by triggers firing
+    triggers, which the databases allow only so deep; a longer chain is refused at start."""
+    async with Manager(store_url, run=False) as client:
+        head = previous = await client.start(Command(["true"]))
+        for _ in range(MAX_CHAIN):
+            previous = await client.start(Command(["true"]), after=[previous])
+        with pytest.raises(InvalidSpecError):
+            await client.start(Command(["true"]), after=[previous])
+        await client.cancel(head)
+        tail = await client.info(previous)
+        assert tail.status is Status.ERROR
+        assert tail.error is not None
+        assert tail.error.type == "DependencyError"
+
+
+async def test_a_burst_worker_does_not_wait_for_a_dependency_it_cannot_run(
+    store_url: str,
+) -> None:
+    """Found by review: a process waiting on a dependency in a paused queue kept a burst
+    worker from ever exiting."""
+    async with Manager(store_url, run=False) as client:
+        await client.pause_queue("held")
+        held = await client.start(Command(["true"]), queue="held")
+        waiting = await client.start(Command(["true"]), after=[held])
+        async with Manager(store_url, concurrency=2) as worker:
+            await asyncio.wait_for(worker.wait_idle(burst=True), WAIT)
+        assert (await client.info(waiting)).status is Status.QUEUED
+        await client.cancel(held)

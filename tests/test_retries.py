@@ -56,12 +56,10 @@ async def test_a_command_is_retried_until_it_succeeds(store_url: str, tmp_path: 
     assert all(failure["type"] == "CommandError" for failure in info.failures)
     assert all(failure["status"] == "error" for failure in info.failures)
     # The waits: 0.2 s after the first failed run, 0.4 s after the second.
-    first, second = (
-        time.mktime(time.strptime(failure["at"][:19], "%Y-%m-%dT%H:%M:%S"))
-        + float("0." + failure["at"][20:26])
-        for failure in info.failures
-    )
+    first, second = (failure["at"].timestamp() for failure in info.failures)
     assert second - first >= 0.2 - 0.01
+    assert all(failure["at"].tzinfo is not None for failure in info.failures)
+    assert isinstance(info.to_dict()["failures"][0]["at"], str)
     assert info.started_at is not None
     assert info.to_dict()["failures"][0]["message"] == "command exited with code 1"
 

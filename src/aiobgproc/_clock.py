@@ -20,4 +20,9 @@ def to_datetime(timestamp: float | None) -> datetime | None:
     """A stored epoch timestamp as a timezone-aware UTC datetime."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, tz=UTC)
+    try:
+        return datetime.fromtimestamp(timestamp, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # beyond years 1-9999: the nearest end
+        return (
+            datetime.max.replace(tzinfo=UTC) if timestamp > 0 else datetime.min.replace(tzinfo=UTC)
+        )

@@ -88,7 +88,7 @@ class Cron:
 def _value(text: str, field: str, low: int, high: int, names: dict[str, int]) -> int:
     number = names.get(text.lower()) if names else None
     if number is None:
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise InvalidSpecError(f"crontab {field}: {text!r} is not a number")
         number = int(text)
     if not low <= number <= high:
@@ -102,7 +102,7 @@ def _field(text: str, field: str, low: int, high: int, names: dict[str, int]) ->
         span, slash, step_text = part.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) < 1:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) < 1:
                 raise InvalidSpecError(f"crontab {field}: step {step_text!r} must be >= 1")
             step = int(step_text)
         if span == "*":

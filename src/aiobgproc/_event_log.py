@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Final
 
 from ._changes import ANY, Changes
-from ._start_options import check_queue
+from ._start_options import check_queue, valid_id
 from .errors import InvalidSpecError
 from .models import Event
 from .store import Store
@@ -37,10 +37,12 @@ class EventLog:
         self._check_open()
         if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
             raise InvalidSpecError(f"since must be an event's seq (a whole number), not {since!r}")
-        if since is not None and since < 0:
-            raise InvalidSpecError(f"since must be >= 0, not {since}")
+        if since is not None and not 0 <= since < 2**63:
+            raise InvalidSpecError(f"since must be an event's seq (0 to 2**63 - 1), not {since}")
         if process_id is not None and not isinstance(process_id, str):
             raise InvalidSpecError(f"process_id must be a string, not {process_id!r}")
+        if process_id is not None and not valid_id(process_id):
+            process_id = ""  # names no process: its events are none
         wanted_queue = None if queue is None else check_queue(queue)
         # "From now on" is from this call, not from the first iteration (a generator starts
         # late): the store marks the moment now (see Store.events_from_now).
@@ -59,10 +61,17 @@ class EventLog:
         while True:
             # Taken before the read: a change committed meanwhile still wakes the wait.
             woken = self._changes.event(ANY)
+            # With a queue (no index has it), the newest event is read first: a short page
+            # then covers everything up to it, and the next read starts there, however few
+            # of the events matched (else each wake-up would read the log again from the
+            # last match).
+            top = None if queue is None else await self._store.last_event_seq()
             page = await self._store.read_events(last, process_id, queue, PAGE)
             for event in page:
                 last = event.seq
                 yield event
+            if top is not None and len(page) < PAGE:
+                last = max(last, top)
             if len(page) < PAGE:
                 self._check_open()
                 await self._changes.wait(woken, _RECHECK)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ._start_options import check_meta, check_queue, check_short_text, meta_pairs
+from ._start_options import check_meta, check_queue, check_short_text, meta_pairs, valid_id
 from .errors import InvalidSpecError, ProcessNotFoundError
 from .models import Status
 from .store import ListFilter
@@ -38,7 +38,7 @@ def list_filter(
     if before is not None:
         if not isinstance(before, str):
             raise InvalidSpecError(f"before must be a process id (a string), not {before!r}")
-        if not before or "\x00" in before:
+        if not valid_id(before):
             raise ProcessNotFoundError(before)
     pairs = meta_pairs(check_meta(meta))  # {}: no key to match, so every process matches
     return ListFilter(

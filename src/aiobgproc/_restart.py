@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _clock, _spec
-from ._start_options import Placement, new_process
+from ._start_options import Placement, new_process, valid_id
 from .errors import InvalidSpecError, InvalidStateError, ProcessNotFoundError
 from .store import NewProcess, Store
 
@@ -17,8 +17,9 @@ async def restart_process(
     """The process that restarts ``process_id`` (not stored yet). ProcessNotFoundError,
     InvalidStateError (not ended; the step before ``from_step`` not committed) or
     InvalidSpecError (bad data; ``from_step`` on a command, or not one of its steps)."""
-    if not isinstance(process_id, str) or not process_id:
+    if not valid_id(process_id):
         raise ProcessNotFoundError(process_id)
+    assert isinstance(process_id, str)
     record = await store.get(process_id)
     if record is None:
         raise ProcessNotFoundError(process_id)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from . import _clock, _cron, _spec
-from ._start_options import Placement, check_short_text, new_process, placement
+from ._start_options import Placement, check_short_text, new_process, placement, valid_id
 from .errors import InvalidSpecError, ScheduleNotFoundError
 from .models import ScheduleInfo
 from .store import NewProcess, ScheduleRecord, Store
@@ -16,6 +16,7 @@ from .store import NewProcess, ScheduleRecord, Store
 # start()'s keyword options a schedule passes on to each process it starts.
 START_OPTIONS: Final = ("label", "meta", "key", "queue", "priority", "timeout")
 _MAX_EVERY_S: Final = 10 * 365 * 86400.0
+MIN_EVERY_S: Final = 0.01  # a schedule of a due time a millisecond would do nothing else
 
 
 def check_every(value: object) -> float:
@@ -28,6 +29,8 @@ def check_every(value: object) -> float:
         raise InvalidSpecError(f"every is too large: {value!r}") from None
     if not math.isfinite(number) or not 0 < number <= _MAX_EVERY_S:
         raise InvalidSpecError(f"every must be a number of seconds > 0, not {value!r}")
+    if number < MIN_EVERY_S:
+        raise InvalidSpecError(f"every must be at least {MIN_EVERY_S} s, not {value!r}")
     return number
 
 
@@ -42,7 +45,7 @@ def next_due(record: ScheduleRecord, now: float) -> float:
     due = float(record.next_run_at)
     if due > now:
         return due
-    return due + (math.floor((now - due) / every) + 1) * every
+    return max(due + (math.floor((now - due) / every) + 1) * every, now + MIN_EVERY_S)
 
 
 def scheduled_process(record: ScheduleRecord, now: float) -> NewProcess:
@@ -156,7 +159,7 @@ class ScheduleControls:
         """Delete the schedule ``name`` (ScheduleNotFoundError if there is none). Processes it
         started are left alone."""
         self._check_open()
-        if not isinstance(name, str) or not await self._store.delete_schedule(name):
+        if not valid_id(name) or not await self._store.delete_schedule(name):
             raise ScheduleNotFoundError(name)
         self._schedules_changed()
 

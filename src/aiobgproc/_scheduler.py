@@ -420,8 +420,13 @@ class Scheduler:
         transaction); how long until the next one is due."""
         now = _clock.wall()
         for schedule in await self.store.due_schedules(now):
-            process = scheduled_process(schedule, now)
-            fired = await self.store.fire_schedule(schedule, next_due(schedule, now), now, process)
+            try:
+                process = scheduled_process(schedule, now)
+                next_at = next_due(schedule, now)
+            except Exception:  # stored by another version, or damaged: the others still fire
+                log.exception("schedule %r cannot be fired; skipped", schedule.name)
+                continue
+            fired = await self.store.fire_schedule(schedule, next_at, now, process)
             if fired is not None:
                 log.info(
                     "schedule %r started process %s",

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from . import _clock, _spec
@@ -24,7 +24,8 @@ MAX_TEXT: Final = 200  # label and key
 MAX_PRIORITY: Final = 1000
 MAX_AFTER: Final = 1000  # dependencies of one process
 _QUEUE_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_LATEST: Final = datetime(9999, 1, 1).timestamp()  # a later run_at is no time at all
+_LATEST: Final = datetime(9999, 1, 1, tzinfo=UTC).timestamp()  # a later run_at is no time at all
+_EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC).timestamp()  # an earlier one no date at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +147,13 @@ def run_at(delay: object, at: object, now: float) -> float | None:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise InvalidSpecError(f"delay must be seconds or a timedelta, not {delay!r}")
-        if not math.isfinite(seconds) or seconds < 0:
+        try:
+            number = float(seconds)
+        except OverflowError:
+            raise InvalidSpecError(f"delay is too large: {delay!r}") from None
+        if not math.isfinite(number) or number < 0:
             raise InvalidSpecError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
-        when = now + seconds
+        when = now + number
     elif at is not None:
         if not isinstance(at, datetime):
             raise InvalidSpecError(f"at must be a datetime, not {type(at).__name__}")
@@ -157,9 +162,21 @@ def run_at(delay: object, at: object, now: float) -> float | None:
         when = at.timestamp()
     else:
         return None
-    if when >= _LATEST:
-        raise InvalidSpecError(f"{'delay' if delay is not None else 'at'} is past the year 9999")
+    if not _EARLIEST <= when < _LATEST:
+        raise InvalidSpecError(f"{'delay' if delay is not None else 'at'} is outside years 1-9999")
     return when
+
+
+def valid_id(value: object) -> bool:
+    """Whether ``value`` could be a stored id or name: a non-empty string both stores can
+    keep (no NUL, no lone surrogate). Anything else names nothing."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeError:
+        return False
+    return True
 
 
 def check_after(value: object) -> tuple[str, ...]:
@@ -174,7 +191,7 @@ def check_after(value: object) -> tuple[str, ...]:
     for item in ids:
         if not isinstance(item, str):
             raise InvalidSpecError(f"after must hold process ids (strings), not {item!r}")
-        if not item or "\x00" in item:
+        if not valid_id(item):
             raise ProcessNotFoundError(item)
         checked[item] = None
         if len(checked) > MAX_AFTER:

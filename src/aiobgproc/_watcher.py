@@ -52,6 +52,7 @@ class Watcher:
             started_at=now,
             heartbeat_at=now,
             heartbeat_boottime=_host.boottime(),
+            queues=limits.queues,
         )
 
     async def opened(self) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import _clock, _location
+from ._cli_burst import make_sure_it_runs
 from ._cli_format import (
     CliError,
     Out,
@@ -45,8 +46,6 @@ from ._cli_schedules import (
     schedule_options,
     show_schedules,
 )
-from ._os import host as _host
-from ._recovery import manager_alive
 from .errors import AiobgprocError, WaitTimeoutError
 from .manager import Manager
 from .models import Command, Process, ProcessInfo, Status
@@ -72,55 +71,6 @@ def _manager(args: argparse.Namespace, *, run: bool = False, **options: Any) -> 
     return Manager(args.store, run=run, **options)
 
 
-async def _make_sure_it_runs(manager: Manager, args: argparse.Namespace) -> None:
-    """Start a detached burst worker unless a manager or worker runs the store's processes."""
-    if await _needs_worker(manager):
-        spawn_burst_worker(_location.describe(args.store))
-
-
-async def _needs_worker(manager: Manager) -> bool:
-    """True when no live manager or worker that runs processes is on this store."""
-    now, boottime = _clock.wall(), _host.boottime()
-    for record in await manager.store.list_managers():
-        if record.runs and record.id != manager.id and manager_alive(record, now, boottime):
-            return False
-    return True
-
-
-def spawn_burst_worker(store: str) -> None:
-    """Start ``aiobgproc worker --burst`` detached (its own session, no terminal, not our
-    child: a short-lived shell starts it in the background and is reaped here at once). It
-    runs the queue and exits when it is empty."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        shell = os.posix_spawn(
-            "/bin/sh",
-            [
-                "sh",
-                "-c",
-                '"$@" </dev/null >/dev/null 2>&1 &',
-                "sh",
-                sys.executable,
-                "-m",
-                "aiobgproc",
-                "worker",
-                "--burst",
-                "--store",
-                store,
-            ],
-            dict(os.environ),
-            setsid=True,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 0),
-                (os.POSIX_SPAWN_DUP2, devnull, 1),
-                (os.POSIX_SPAWN_DUP2, devnull, 2),
-            ],
-        )
-    finally:
-        os.close(devnull)
-    os.waitpid(shell, 0)
-
-
 async def _start_and_report(
     args: argparse.Namespace, work: Command | Process, data: dict[str, Any] | None
 ) -> int:
@@ -129,7 +79,7 @@ async def _start_and_report(
     async with _manager(args) as manager:
         process_id = await manager.start(work, data, timeout=args.timeout, **options)
         out.line(process_id)
-        await _make_sure_it_runs(manager, args)
+        await make_sure_it_runs(manager, args.store, options["queue"])
         if not args.wait:
             return EXIT_OK
         info = await _wait(manager, process_id, None, out=Out(sys.stderr))
@@ -243,7 +193,7 @@ async def cmd_wait(args: argparse.Namespace) -> int:
 async def cmd_proceed(args: argparse.Namespace) -> int:
     async with _manager(args) as manager:
         process_id = await manager.proceed(args.id, parse_data(args.data))
-        await _make_sure_it_runs(manager, args)
+        await make_sure_it_runs(manager, args.store, (await manager.info(process_id)).queue)
     print(process_id)
     return EXIT_OK
 
@@ -313,7 +263,7 @@ async def cmd_restart(args: argparse.Namespace) -> int:
     async with _manager(args) as manager:
         process_id = await run_restart(manager, args)
         print(process_id, flush=True)
-        await _make_sure_it_runs(manager, args)
+        await make_sure_it_runs(manager, args.store, (await manager.info(process_id)).queue)
     return EXIT_OK
 
 
@@ -460,13 +410,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(words: list[str]) -> list[str]:
+    """The subcommand's words (``schedule add``...), options and their values left out."""
+    found = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--store":
+            skip = True
+        elif not word.startswith("-"):
+            found.append(word)
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     # `schedule add NAME --every S -- CMD ...`: argparse cannot take a command after a
     # positional and options, so what follows "--" is the command, set aside first.
     command: list[str] = []
-    if "schedule" in words and "--" in words and words.index("schedule") < words.index("--"):
+    if "--" in words and _subcommand(words[: words.index("--")])[:2] == ["schedule", "add"]:
         split = words.index("--")
         words, command = words[:split], words[split + 1 :]
     args = parser.parse_args(words)

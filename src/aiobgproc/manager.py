@@ -23,7 +23,7 @@ from ._restart import restart_process
 from ._runner import RunContext
 from ._schedule_controls import ScheduleControls
 from ._scheduler import RECHECK, SCHEDULES, Scheduler
-from ._start_options import DEFAULT_QUEUE, new_process, placement
+from ._start_options import DEFAULT_QUEUE, new_process, placement, valid_id
 from ._watcher import Watcher
 from ._worker_controls import WorkerControls
 from .errors import (
@@ -286,7 +286,7 @@ class Manager(QueueControls, ScheduleControls, EventLog, WorkerControls, Options
 
     async def _record(self, process_id: str, *, full: bool = True) -> ProcessRecord:
         self._check_open()
-        if not isinstance(process_id, str) or not process_id:
+        if not valid_id(process_id):
             raise ProcessNotFoundError(process_id)
         record = await self._store.get(process_id, full=full)
         if record is None:

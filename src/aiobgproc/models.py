@@ -110,7 +110,8 @@ class ProcessInfo:
     """The process this one is a restart of (``Manager.restart``)."""
     failures: tuple[dict[str, Any], ...] = ()
     """Each failed run that was retried, oldest first: ``attempt``, ``step``, ``status``
-    (``error`` or ``timeout``), ``type``, ``message`` and ``at`` (ISO 8601, UTC)."""
+    (``error`` or ``timeout``), ``type``, ``message`` and ``at`` (a UTC datetime; ISO 8601
+    in ``to_dict()``)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -128,9 +129,18 @@ class ProcessInfo:
             elif isinstance(value, Status):
                 value = value.value
             elif isinstance(value, tuple):
-                value = [dict(item) if isinstance(item, dict) else item for item in value]
+                value = [_json_ready(item) for item in value]
             result[item.name] = value
         return result
+
+
+def _json_ready(item: Any) -> Any:
+    if isinstance(item, dict):
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in item.items()
+        }
+    return item
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,9 +43,7 @@ async def _reset(conn: Any) -> None:
 
 
 _KEY_ATTEMPTS: Final = 5
-_DEPENDENCY_STATUSES: Final = (
-    "SELECT id, status FROM {processes} WHERE id = ANY(?::text[]) FOR SHARE"
-)
+_DEPENDENCY_STATUSES: Final = sql.dependencies_query("= ANY(?::text[]) FOR SHARE")
 # sql.CANDIDATES for several queues (names, rooms) at once.
 _CANDIDATES_OF_QUEUES: Final = (
     "SELECT c.id, c.priority, c.created_at FROM unnest(?::text[], ?::int[]) AS q(name, room)"
@@ -272,16 +270,16 @@ class PostgresStore(SharedOperations):
                 held = await conn.fetchval(q[sql.ACTIVE_WITH_KEY], process.key)
                 if held is not None:
                     return str(held)
-            statuses: dict[str, str] = {}
+            found: dict[str, tuple[str, int]] = {}
             if process.after:
                 # FOR SHARE: a dependency cannot end before this transaction commits, so
                 # its trigger finds the edges stored here.
                 rows = await conn.fetch(q[_DEPENDENCY_STATUSES], list(process.after))
-                statuses = {str(row[0]): str(row[1]) for row in rows}
-            pending, failed = pending_dependencies(process.after, statuses)
-            params = insert_params(process, None, len(pending), failed)
+                found = {str(row[0]): (str(row[1]), int(row[2])) for row in rows}
+            deps = pending_dependencies(process.after, found)
+            params = insert_params(process, None, len(deps.pending), deps.failed, deps.depth)
             if _count(await conn.execute(q[sql.INSERT_KEYED], *params)) == 1:
-                await self._insert_extras(conn, process, pending)
+                await self._insert_extras(conn, process, deps.pending)
                 return process.id
         raise StoreError(f"key {process.key!r}: could not store or find its process")
 
@@ -460,14 +458,14 @@ class PostgresStore(SharedOperations):
         await self._change(
             self._sql[
                 "INSERT INTO {managers} ({manager_columns})"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NOW}, ?) ON CONFLICT (id) DO UPDATE SET"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NOW}, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                 " hostname = excluded.hostname, boot_id = excluded.boot_id,"
                 " os_pid = excluded.os_pid, os_pid_started = excluded.os_pid_started,"
                 " runs = excluded.runs, lease = excluded.lease,"
                 " heartbeat_at = excluded.heartbeat_at,"
-                " heartbeat_boottime = excluded.heartbeat_boottime"
+                " heartbeat_boottime = excluded.heartbeat_boottime, queues = excluded.queues"
             ],
-            (*row[:8], row[9]),  # heartbeat_at: the database's clock, as in heartbeat()
+            (*row[:8], *row[9:]),  # heartbeat_at: the database's clock, as in heartbeat()
         )
 
     async def heartbeat(self, manager_id: str, now: float, boottime: float) -> bool:

@@ -17,11 +17,8 @@ from .._clock import to_datetime
 from ..models import ErrorInfo, Event, ProcessInfo, Status
 
 
-def _iso(moment: Any) -> Any:
-    if not isinstance(moment, int | float):
-        return moment
-    when = to_datetime(moment)
-    return None if when is None else when.isoformat()
+def _when(moment: Any) -> Any:
+    return to_datetime(moment) if isinstance(moment, int | float) else moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +98,9 @@ class ProcessRecord:
             command=self.summary if self.kind == "command" else None,
             steps=self.summary if self.kind == "process" else (),
             restarted_from=self.restarted_from,
-            failures=tuple({**failure, "at": _iso(failure.get("at"))} for failure in self.failures),
+            failures=tuple(
+                {**failure, "at": _when(failure.get("at"))} for failure in self.failures
+            ),
         )
 
 
@@ -217,6 +216,8 @@ class ManagerRecord:
     started_at: float
     heartbeat_at: float
     heartbeat_boottime: float
+    queues: tuple[str, ...] | None = None
+    """The queues it runs (None: every queue)."""
 
 
 class Store(Protocol):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, NamedTuple
 
 from .._clock import to_datetime
-from ..errors import ProcessNotFoundError, StoreError
+from ..errors import InvalidSpecError, ProcessNotFoundError, StoreError
 from ..models import Event, Status
 from .protocol import ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 
@@ -25,7 +25,7 @@ P_COLUMNS: Final = ", ".join(f"p.{name.strip()}" for name in COLUMNS.split(","))
 
 MANAGER_COLUMNS: Final = (
     "id, hostname, boot_id, os_pid, os_pid_started, runs, lease, started_at, heartbeat_at,"
-    " heartbeat_boottime"
+    " heartbeat_boottime, queues"
 )
 
 
@@ -43,6 +43,7 @@ def manager_record(row: Sequence[Any]) -> ManagerRecord:
         started_at=row[7],
         heartbeat_at=row[8],
         heartbeat_boottime=row[9],
+        queues=None if row[10] is None else tuple(json.loads(row[10])),
     )
 
 
@@ -59,6 +60,7 @@ def manager_row(manager: ManagerRecord) -> tuple[Any, ...]:
         manager.started_at,
         manager.heartbeat_at,
         manager.heartbeat_boottime,
+        None if manager.queues is None else dumps(list(manager.queues)),
     )
 
 
@@ -121,7 +123,11 @@ _ERROR: Final = Status.ERROR.value
 
 
 def insert_params(
-    process: NewProcess, owner: str | None, waiting: int = 0, failed: str | None = None
+    process: NewProcess,
+    owner: str | None,
+    waiting: int = 0,
+    failed: str | None = None,
+    depth: int = 0,
 ) -> tuple[Any, ...]:
     """The values sql.INSERT stores for a new process: queued, or (``owner``) already claimed
     by that manager, as its first claim would leave it. ``waiting``: its dependencies that
@@ -164,6 +170,7 @@ def insert_params(
         dumps(process.start_data if process.start_data is not None else process.input),
         process.restarted_from,
         process.step_index,
+        depth,
     )
 
 
@@ -172,19 +179,39 @@ _FAILED: Final = frozenset(
 )
 
 
+MAX_CHAIN: Final = 200
+"""How long a chain of processes waiting for each other may be: a failure at its head ends
+it by triggers firing triggers (SQLite allows 1,000 levels; PostgreSQL a stack's worth)."""
+
+
+class Dependencies(NamedTuple):
+    pending: list[str]
+    """Those not finished yet: the new process waits for them."""
+    failed: str | None
+    """The DependencyError message of the first that failed (the process is stored ended)."""
+    depth: int
+
+
 def pending_dependencies(
-    after: Sequence[str], statuses: dict[str, str]
-) -> tuple[list[str], str | None]:
-    """Of the processes ``after`` names (``statuses``: id -> status, as found): those not
-    finished yet, and the DependencyError message of the first that failed (None if none
-    did). ProcessNotFoundError for one that was not found."""
+    after: Sequence[str], found: Mapping[str, tuple[str, int]]
+) -> Dependencies:
+    """What the processes ``after`` names mean for a new process (``found``: id -> (status,
+    depth), as read). ProcessNotFoundError for one that was not found; InvalidSpecError
+    when the chain below it would be longer than MAX_CHAIN."""
     for depends_on in after:
-        if depends_on not in statuses:
+        if depends_on not in found:
             raise ProcessNotFoundError(depends_on)
     for depends_on in after:
-        if statuses[depends_on] in _FAILED:
-            return [], f"dependency {depends_on} ended {statuses[depends_on]}"
-    return [item for item in after if statuses[item] != Status.FINISHED.value], None
+        status = found[depends_on][0]
+        if status in _FAILED:
+            return Dependencies([], f"dependency {depends_on} ended {status}", 0)
+    pending = [item for item in after if found[item][0] != Status.FINISHED.value]
+    depth = 1 + max((int(found[item][1]) for item in pending), default=-1)
+    if depth > MAX_CHAIN:
+        raise InvalidSpecError(
+            f"a chain of more than {MAX_CHAIN} processes waiting for each other: finish some first"
+        )
+    return Dependencies(pending, None, depth)
 
 
 def record(row: Sequence[Any], *, full: bool = True) -> ProcessRecord:

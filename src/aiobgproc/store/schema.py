@@ -121,6 +121,9 @@ PROCESSES_V2: Final = (
     Column("start_data", "text"),  # JSON: the data given to start (restart() reuses it)
     Column("restarted_from", "text"),
     Column("failures", "text"),  # JSON list: each failed run that was retried
+    # The longest chain of unfinished dependencies below it: a failure ends a chain by
+    # triggers firing triggers, which the databases allow only so deep (rows.MAX_CHAIN).
+    Column("depth", "int", ZERO),
 )
 PROCESSES: Final = Table("processes", PROCESSES_V1.columns + PROCESSES_V2)
 OUTPUT_CHUNKS: Final = Table(
@@ -322,6 +325,7 @@ def migrate_v2(database: Database, schema: str | None = None) -> list[str]:
         + (f" {column.constraint}" if column.constraint else "")
         for column in PROCESSES_V2
     ]
+    statements.append(f"ALTER TABLE {prefix}managers ADD COLUMN queues TEXT")  # JSON list
     statements.append(
         f"UPDATE {prefix}processes SET summary = {_SUMMARY[database]},"
         " start_data = CASE WHEN step_index = 0 THEN input END"  # else unknown: restart uses {}

@@ -115,11 +115,17 @@ class SharedOperations:
         return await self._row(self._sql[sql.HAS_CLAIMABLE], ()) is not None
 
     async def has_work(self, queues: Sequence[str] | None) -> bool:
-        text, params = sql.HAS_WORK, list[Any]()
-        if queues is not None:
-            test, params = self._member("p.queue", queues)
-            text += " AND " + test
-        return await self._row(self._sql[text + " LIMIT 1"], tuple(params)) is not None
+        params: list[Any] = []
+
+        def mine(column: str) -> str:
+            if queues is None:
+                return "1 = 1"
+            test, values = self._member(column, queues)
+            params.extend(values)
+            return test
+
+        text = sql.has_work_query(mine)
+        return await self._row(self._sql[text], tuple(params)) is not None
 
     # -- queues ------------------------------------------------------------------------------
 

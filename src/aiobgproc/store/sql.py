@@ -100,8 +100,8 @@ INSERT: Final = (
     "INSERT INTO {processes} (id, kind, status, spec, input, timeout, steps_total, created_at,"
     " owner, claim_token, attempts, started_at, label, meta, process_key, queue, priority,"
     " run_at, after_ids, summary, waiting, ready, error, finished_at, start_data,"
-    " restarted_from, step_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " restarted_from, step_index, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A key an active process holds (the unique index processes_active_key): nothing stored.
 INSERT_KEYED: Final = INSERT + " ON CONFLICT DO NOTHING"
@@ -119,6 +119,13 @@ INSERT_META: Final = (
     "INSERT INTO {process_meta} (process_id, name, value, created_at) VALUES (?, ?, ?, ?)"
 )
 INSERT_DEPENDENCY: Final = "INSERT INTO {dependencies} (process_id, depends_on) VALUES (?, ?)"
+
+
+def dependencies_query(test: str) -> str:
+    """The status and depth of the processes ``test`` selects by id (``IN (...)`` ...)."""
+    return "SELECT id, status, depth FROM {processes} WHERE id " + test
+
+
 GET: Final = "SELECT {columns} FROM {processes} WHERE id = ?"
 CREATED: Final = "SELECT created_at, id FROM {processes} WHERE id = ?"
 
@@ -208,15 +215,23 @@ NEXT_RUN_AT: Final = (
 HAS_CLAIMABLE: Final = (
     "SELECT 1 FROM {processes}{by_claimable} WHERE status = {queued} AND ready = 1 LIMIT 1"
 )
-# Work a burst worker waits for: claimable, or waiting for its time, or for a dependency
-# that is queued or runs (not one that is interrupted: that may wait for days); never in a
-# paused queue. (A queue test, when the worker has its queues, is added before LIMIT.)
-HAS_WORK: Final = (
-    "SELECT 1 FROM {processes} p WHERE p.status = {queued} AND NOT EXISTS (SELECT 1 FROM"
-    " {queues} s WHERE s.name = p.queue AND s.paused <> 0) AND (p.waiting = 0 OR EXISTS"
-    " (SELECT 1 FROM {dependencies} d JOIN {processes} r ON r.id = d.depends_on"
-    " WHERE d.process_id = p.id AND r.status IN ({queued}, {running})))"
-)
+
+
+def has_work_query(mine: Callable[[str], str]) -> str:
+    """Work a burst worker waits for, of the queues ``mine(column)`` tests: a process that
+    is claimable or waits for its time, or that waits for a dependency that runs, or is
+    itself queued for nothing but its time in a queue of the worker's (not one that waits
+    on something else, or is interrupted: that may take days); never in a paused queue."""
+    return (
+        "SELECT 1 FROM {processes} p WHERE p.status = {queued} AND "
+        + mine("p.queue")
+        + " AND NOT EXISTS (SELECT 1 FROM {queues} s WHERE s.name = p.queue AND s.paused <> 0)"
+        " AND (p.waiting = 0 OR EXISTS (SELECT 1 FROM {dependencies} d JOIN {processes} r"
+        " ON r.id = d.depends_on WHERE d.process_id = p.id AND (r.status = {running}"
+        " OR (r.status = {queued} AND r.waiting = 0 AND " + mine("r.queue") + " AND NOT EXISTS"
+        " (SELECT 1 FROM {queues} t WHERE t.name = r.queue AND t.paused <> 0))))) LIMIT 1"
+    )
+
 
 # -- queues -----------------------------------------------------------------------------------
 

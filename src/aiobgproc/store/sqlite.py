@@ -24,7 +24,15 @@ from ..errors import StoreError
 from ..models import Status
 from . import sql
 from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
-from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
+from .rows import (
+    Dependencies,
+    dumps,
+    insert_params,
+    loads,
+    manager_row,
+    pending_dependencies,
+    record,
+)
 from .shared import Rollback, SharedOperations, claim_order, in_claim_order
 from .sqlite_connection import BUSY_TIMEOUT_MS, Conn, SQLiteConnection
 from .sqlite_file import check_path, not_sqlite, one, prepare
@@ -254,7 +262,7 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
     async def register_manager(self, manager: ManagerRecord) -> None:
         statement = (
             "INSERT OR REPLACE INTO {managers} ({manager_columns})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         await self._change(_SQL[statement], manager_row(manager))
 
@@ -274,22 +282,20 @@ def _insert(db: Conn, process: NewProcess) -> str:
         held = one(db, _SQL[sql.ACTIVE_WITH_KEY], (process.key,))
         if held is not None:  # under the write lock: no one can end it meanwhile
             return str(held[0])
-    pending, failed = _dependencies(db, process.after)
-    db.execute(_SQL[sql.INSERT], insert_params(process, None, len(pending), failed))
-    _insert_extras(db, process, pending)
+    deps = _dependencies(db, process.after)
+    params = insert_params(process, None, len(deps.pending), deps.failed, deps.depth)
+    db.execute(_SQL[sql.INSERT], params)
+    _insert_extras(db, process, deps.pending)
     return process.id
 
 
-def _dependencies(db: Conn, after: Sequence[str]) -> tuple[list[str], str | None]:
-    """Of the processes ``after`` names: those not finished yet, and the message of the
-    first that failed (None if none did). ProcessNotFoundError for an unknown one."""
+def _dependencies(db: Conn, after: Sequence[str]) -> Dependencies:
+    """What the processes ``after`` names mean for a new process (rows.pending_dependencies)."""
     if not after:
-        return [], None
+        return Dependencies([], None, 0)
     marks = ", ".join("?" for _ in after)
-    statuses = dict(
-        _all(db, _SQL["SELECT id, status FROM {processes} WHERE id IN (" + marks + ")"], after)
-    )
-    return pending_dependencies(after, statuses)
+    rows = _all(db, _SQL[sql.dependencies_query(f"IN ({marks})")], after)
+    return pending_dependencies(after, {row[0]: (row[1], row[2]) for row in rows})
 
 
 def _insert_extras(db: Conn, process: NewProcess, pending: Sequence[str]) -> None:
