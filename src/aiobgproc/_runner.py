@@ -145,6 +145,10 @@ class Runner:
             return Outcome(None)
         return Outcome(status, message)
 
+    def _stop_signal(self) -> signal.Signals:
+        """What stops the run's tree first (Command(stop_signal=); SIGTERM by default)."""
+        return signal.Signals(self.record.spec.get("stop_signal", signal.SIGTERM))
+
     def _failing_step(self) -> tuple[int, str | None]:
         """The index and name of the step that failed (a command: 0 and None)."""
         return 0, None
@@ -219,6 +223,7 @@ class Runner:
             recent=child.recent,
             # Its end was just seen (when it exited), so its session is still its own.
             just_reaped=True,
+            first=self._stop_signal(),
         )
         returncode = await _spawn.wait_exit(child, 5.0)
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process

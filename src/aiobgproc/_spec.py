@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -152,7 +153,20 @@ def command_spec(command: Command) -> CommandSpec:
     retry = check_retry(command.retry)
     if retry is not None:
         spec["retry"] = retry
+    stop = _check_signal(command.stop_signal, "stop_signal")
+    if stop != signal.SIGTERM:
+        spec["stop_signal"] = stop
     return spec
+
+
+def _check_signal(value: object, what: str) -> int:
+    """A signal that exists here (a number or a ``signal.Signals``), as its number."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in _SIGNALS:
+        raise InvalidSpecError(f"{what} must be a signal (e.g. signal.SIGINT), not {value!r}")
+    return int(value)
+
+
+_SIGNALS = frozenset(int(sig) for sig in signal.valid_signals())
 
 
 def target_path(target: object) -> str:

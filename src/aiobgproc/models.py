@@ -246,6 +246,8 @@ class Command:
     shell: bool
     timeout: float | None
     retry: Retry | None
+    stop_signal: Any
+    """The signal a timeout or cancel sends first, before SIGKILL after the grace period."""
 
     def __init__(
         self,
@@ -256,6 +258,7 @@ class Command:
         shell: bool = False,
         timeout: float | None = None,
         retry: Retry | None = None,
+        stop_signal: int = 15,  # signal.SIGTERM (models imports nothing it need not)
     ) -> None:
         # Kept as given: start() validates, so a bad spec fails there and nothing is stored.
         object.__setattr__(self, "argv", argv if isinstance(argv, str) else _as_list(argv))
@@ -264,6 +267,7 @@ class Command:
         object.__setattr__(self, "shell", shell)
         object.__setattr__(self, "timeout", timeout)
         object.__setattr__(self, "retry", retry)
+        object.__setattr__(self, "stop_signal", stop_signal)
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -293,9 +293,10 @@ async def terminate_tree(
     tag: str | None = None,
     recent: bool = False,
     just_reaped: bool = False,
+    first: signal.Signals = signal.SIGTERM,
 ) -> int:
-    """SIGTERM the whole tree, wait up to ``grace`` seconds, SIGKILL what is left (see
-    find_pids for ``recent`` and ``just_reaped``).
+    """Send ``first`` (SIGTERM) to the whole tree, wait up to ``grace`` seconds, SIGKILL
+    what is left (see find_pids for ``recent`` and ``just_reaped``).
 
     Returns how many processes had to be killed with SIGKILL. Never waits unboundedly.
     """
@@ -309,16 +310,17 @@ async def terminate_tree(
         os_pid,
         extra={"process_id": tag},
     )
-    _signal_all(procs, signal.SIGTERM)
+    _signal_all(procs, first)
     survivors = await _wait_gone(procs, grace)
     # Look again: the tree may have forked while it was being terminated.
     again = await _find(os_pid, started, tag, False, just_reaped)
     stubborn = {proc.pid: proc for proc in [*survivors, *again] if _alive(proc)}
     if stubborn:
         log.debug(
-            "process %s: killing %d OS processes that outlived SIGTERM",
+            "process %s: killing %d OS processes that outlived %s",
             tag or "-",
             len(stubborn),
+            first.name,
             extra={"process_id": tag},
         )
         _signal_all(list(stubborn.values()), signal.SIGKILL)

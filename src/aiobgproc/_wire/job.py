@@ -28,6 +28,8 @@ class CommandSpec(TypedDict):
     cwd: str | None
     env: dict[str, str] | None
     retry: NotRequired[dict[str, Any]]
+    stop_signal: NotRequired[int]
+    """What a timeout or cancel sends first, when not SIGTERM."""
 
 
 class ProcessSpec(TypedDict):
