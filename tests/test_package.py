@@ -56,6 +56,7 @@ LAYER = {
     "store.sqlite_connection": 1.4,
     "store.sqlite_file": 1.5,
     "store.sqlite": 1.6,
+    "store.postgres_claim": 1.5,
     "store.postgres": 1.6,
     "_location": 2,
     # running and scheduling
@@ -77,6 +78,7 @@ LAYER = {
     "_steps_runner": 5,
     "_options": 3,
     "_scheduler": 6,
+    "_schedule_firer": 6,
     "_watcher": 7,
     "_worker_controls": 7,
     "manager": 8,

@@ -31,7 +31,6 @@ from ._os.guard import Guard
 from ._os.zygote import Zygote
 from ._recovery import recover
 from ._runner import CommandRunner, RunContext, StopReason
-from ._schedule_controls import next_due, scheduled_process
 from ._steps_runner import StepsRunner
 from .errors import ErrorType, StoreError
 from .models import Status
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 QUEUE: Final = "queue"  # the run loop's wake-up key
 IDLE: Final = "idle"  # wait_idle's wake-up key
-SCHEDULES: Final = "schedules"  # the schedule loop's wake-up key
 RECHECK: Final = 1.0  # a waiter re-reads the store at least this often, notified or not
 
 
@@ -399,46 +397,6 @@ class Scheduler:
         for process_id, run in runs:
             if owned.get(process_id) != run.claim.token and not run.done.is_set():
                 run.request_stop("cancelled")
-
-    # -- schedules ---------------------------------------------------------------------------
-
-    async def schedule_loop(self) -> None:
-        """Fire the store's due schedules, and sleep until the next one is due (at most
-        RECHECK: a schedule another OS process adds is seen within a second)."""
-        while True:
-            event = self.changes.event(SCHEDULES)
-            try:
-                wait = await self.fire_schedules()
-            except StoreError:
-                log.exception("manager %s could not fire schedules", self.manager_id)
-                wait = RECHECK
-            await self.changes.wait(event, wait)
-
-    async def fire_schedules(self) -> float:
-        """Start one process for each due time of the store's schedules (a compare-and-set
-        on the due time: whichever manager moves it on starts the process, in the same
-        transaction); how long until the next one is due."""
-        now = _clock.wall()
-        for schedule in await self.store.due_schedules(now):
-            try:
-                process = scheduled_process(schedule, now)
-                next_at = next_due(schedule, now)
-            except Exception:  # stored by another version, or damaged: the others still fire
-                log.exception("schedule %r cannot be fired; skipped", schedule.name)
-                continue
-            fired = await self.store.fire_schedule(schedule, next_at, now, process)
-            if fired is not None:
-                log.info(
-                    "schedule %r started process %s",
-                    schedule.name,
-                    fired,
-                    extra={"process_id": fired},
-                )
-                self.queue_gained()
-        due = await self.store.next_schedule_at()
-        if due is None:
-            return RECHECK
-        return min(RECHECK, max(due - _clock.wall(), 0.0) + 0.001)
 
     async def recover_loop(self) -> None:
         limits = self.limits

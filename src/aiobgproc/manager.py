@@ -22,7 +22,8 @@ from ._queue_controls import QueueControls
 from ._restart import restart_process
 from ._runner import RunContext
 from ._schedule_controls import ScheduleControls
-from ._scheduler import RECHECK, SCHEDULES, Scheduler
+from ._schedule_firer import SCHEDULES, ScheduleFirer
+from ._scheduler import RECHECK, Scheduler
 from ._start_options import DEFAULT_QUEUE, new_process, placement, valid_id
 from ._watcher import Watcher
 from ._worker_controls import WorkerControls
@@ -140,7 +141,12 @@ class Manager(QueueControls, ScheduleControls, EventLog, WorkerControls, Options
             self._run_task = loop.create_task(scheduler.run_loop(), name="aiobgproc-run")
             self._tasks.append(loop.create_task(scheduler.recover_loop(), name="aiobgproc-recover"))
             self._tasks.append(
-                loop.create_task(scheduler.schedule_loop(), name="aiobgproc-schedules")
+                loop.create_task(
+                    ScheduleFirer(
+                        self._store, self._changes, scheduler.queue_gained
+                    ).schedule_loop(),
+                    name="aiobgproc-schedules",
+                )
             )
         log.debug("manager %s opened %r", self.id, self._store)
 

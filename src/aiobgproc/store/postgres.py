@@ -24,10 +24,11 @@ from .._faults import fault
 from ..errors import StoreError
 from ..models import Status
 from . import sql
+from .postgres_claim import claim_rows
 from .postgres_schema import initialise, split_url
 from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
-from .shared import Rollback, SharedOperations, claim_order, in_claim_order
+from .shared import Rollback, SharedOperations, in_claim_order
 
 T = TypeVar("T")
 _CHANGED_MAX: Final = 10_000  # ids remembered between two reads of them; past it, "any"
@@ -44,16 +45,6 @@ async def _reset(conn: Any) -> None:
 
 _KEY_ATTEMPTS: Final = 5
 _DEPENDENCY_STATUSES: Final = sql.dependencies_query("= ANY(?::text[]) FOR SHARE")
-# sql.CANDIDATES for several queues (names, rooms) at once.
-_CANDIDATES_OF_QUEUES: Final = (
-    "SELECT c.id, c.priority, c.created_at FROM unnest(?::text[], ?::int[]) AS q(name, room)"
-    " CROSS JOIN LATERAL (SELECT id, priority, created_at FROM {processes}"
-    " WHERE status = {queued} AND ready = 1 AND queue = q.name"
-    " ORDER BY priority DESC, created_at, id LIMIT q.room FOR UPDATE SKIP LOCKED) c"
-)
-_CLAIM_IDS: Final = (
-    sql.CLAIM_SET + " WHERE id = ANY(?::text[]) AND status = {queued} RETURNING {columns}"
-)
 
 
 def _count(status: str) -> int:
@@ -315,39 +306,9 @@ class PostgresStore(SharedOperations):
     async def claim(
         self, owner: str, now: float, limit: int, queues: Sequence[str] | None = None
     ) -> list[ProcessRecord]:
-        # The same steps as SQLiteStore.claim; here rows are locked one by one: claimable
-        # ones with SKIP LOCKED (claims never wait for each other), a limited queue's
-        # settings row with FOR UPDATE (its claims count its running processes one at a time).
-        q = self._sql
-
+        # See postgres_claim: the same steps as SQLiteStore.claim, rows locked one by one.
         async def body(conn: Any) -> list[Any]:
-            await conn.execute(q[sql.PROMOTE_DUE], now)
-            candidates: list[tuple[Any, ...]] = []
-            names: list[str] = []
-            rooms: list[int] = []
-            for name, seen_limit, seen_paused in await conn.fetch(q[sql.CLAIMABLE_QUEUES]):
-                if queues is not None and name not in queues:
-                    continue
-                max_running, paused = seen_limit, seen_paused
-                if max_running is not None:  # read again, locked
-                    settings = await conn.fetchrow(q[sql.QUEUE_LOCKED], name)
-                    max_running, paused = settings if settings is not None else (None, 0)
-                if paused:
-                    continue
-                room = limit
-                if max_running is not None:
-                    running = await conn.fetchval(q[sql.RUNNING_IN_QUEUE], name)
-                    room = min(room, max_running - running)
-                if room > 0:
-                    names.append(name)
-                    rooms.append(room)
-            if names:  # every queue's candidates in one round trip
-                rows = await conn.fetch(q[_CANDIDATES_OF_QUEUES], names, rooms)
-                candidates += [tuple(row) for row in rows]
-            ids = claim_order(candidates, limit)
-            if not ids:
-                return []
-            return list(await conn.fetch(q[_CLAIM_IDS], owner, now, ids))
+            return await claim_rows(conn, self._sql, owner, now, limit, queues)
 
         empty: list[Any] = []
         rows = await self._write(body, empty)
