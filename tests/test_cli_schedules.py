@@ -153,3 +153,28 @@ def test_bad_input_is_one_line(store_url: str, args: tuple[str, ...], message: s
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert json.loads(cli("list", "--json", store=store_url).stdout) == []
     assert json.loads(cli("schedule", "list", "--json", store=store_url).stdout) == []
+
+
+def test_schedule_add_takes_a_spec_whose_steps_are_in_the_working_directory(
+    store_url: str, tmp_path: Path
+) -> None:
+    """As `start` does (found by an outside probe): the working directory is on the path."""
+    (tmp_path / "localsteps.py").write_text("def double(data):\n    return {'n': 2}\n")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"steps": ["localsteps:double"]}))
+    added = cli(
+        "schedule",
+        "add",
+        "local",
+        "--every",
+        "60",
+        "--spec",
+        "spec.json",
+        store=store_url,
+        cwd=tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    assert [
+        item["name"]
+        for item in json.loads(cli("schedule", "list", "--json", store=store_url).stdout)
+    ] == ["local"]

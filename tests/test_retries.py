@@ -199,6 +199,7 @@ async def test_a_retry_wait_survives_its_manager(store_url: str, tmp_path: Path)
         Retry(3, on=("error", "crash")),
         Retry(3, on="never"),
         Retry(3, on=5),  # type: ignore[arg-type]
+        Retry(3, on=()),
         "3",
     ],
 )
@@ -329,3 +330,17 @@ async def test_no_committed_step_runs_twice_across_a_kill_during_a_retry_wait(
     assert info.status is Status.FINISHED, info.error
     assert runs(Path(ledger)) == {"a": 1, "b": 2, "c": 1}
     assert info.output == {"a": True, "b": 2, "c": True}
+
+
+def test_a_retry_is_a_value_with_the_documented_defaults() -> None:
+    retry = Retry()
+    assert (retry.attempts, retry.delay, retry.backoff, retry.max_delay, retry.on) == (
+        3,
+        1.0,
+        2.0,
+        300.0,
+        ("error", "timeout"),
+    )
+    assert Retry(on="error").on == ("error",)
+    assert Retry(2, on=["timeout"]) == Retry(2, on=("timeout",))
+    assert hash(Retry()) == hash(Retry())

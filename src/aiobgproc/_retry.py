@@ -62,6 +62,8 @@ def check_retry(retry: object, what: str = "retry") -> dict[str, Any] | None:
             )
         if name not in checked:
             checked.append(name)
+    if not checked:
+        raise InvalidSpecError(f"{what}: on must name at least one of {', '.join(RETRY_ON)}")
     return {
         "attempts": attempts,
         "delay": _seconds(retry.delay, f"{what}: delay", at_least=0.0),

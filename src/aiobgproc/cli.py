@@ -104,10 +104,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
     return await _start_and_report(args, command, None)
 
 
-async def cmd_start(args: argparse.Namespace) -> int:
+def _cwd_on_path() -> None:
     # Step targets are resolved with the caller's working directory on the path.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+async def cmd_start(args: argparse.Namespace) -> int:
+    _cwd_on_path()
     return await _start_and_report(args, load_spec(args.spec), parse_data(args.data))
 
 
@@ -277,6 +281,9 @@ async def cmd_schedule(args: argparse.Namespace) -> int:
             argv = list(args.command)
             if (args.spec is None) == (not argv):
                 raise CliError("give the work: a command after --, or --spec FILE.json")
+            if not argv:
+                # As `start`: step targets are resolved with the working directory on the path.
+                _cwd_on_path()
             work = Command(argv) if argv else load_spec(args.spec)
             info = await manager.schedule(args.name, work, **schedule_options(args))
             print(info.next_run_at.isoformat())

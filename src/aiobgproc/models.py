@@ -228,7 +228,10 @@ class Retry:
         object.__setattr__(self, "delay", delay)
         object.__setattr__(self, "backoff", backoff)
         object.__setattr__(self, "max_delay", max_delay)
-        object.__setattr__(self, "on", on if isinstance(on, str) else _as_list(on))
+        # A tuple, as documented (one name given alone too); anything else is kept as given
+        # for start() to refuse.
+        kept = _as_list(on) if not isinstance(on, str) else [on]
+        object.__setattr__(self, "on", tuple(kept) if isinstance(kept, list) else on)
 
 
 @dataclass(frozen=True, slots=True, init=False)
