@@ -65,6 +65,7 @@ LAYER = {
     "_list_filter": 3,
     "_queue_controls": 3,
     "_cron": 1,
+    "_seconds": 0.2,
     "_retry": 0.5,
     "_schedule_controls": 3,
     "_restart": 3,

@@ -153,31 +153,45 @@ async def test_a_step_out_of_attempts_ends_the_process_with_its_error(
     assert runs(Path(ledger)) == {"a": 1, "b": 2}
 
 
+async def _kill_a_worker_during_the_first_wait(
+    client: Manager, store_url: str, tmp_path: Path, process_id: str
+) -> None:
+    """A worker runs ``process_id`` until its first failed run waits; then SIGKILL."""
+    first = start_worker(store_url, tmp_path, "first", "--concurrency", "2")
+    try:
+        deadline = time.monotonic() + WAIT
+        while not (await client.info(process_id)).failures:
+            assert time.monotonic() < deadline, first.stderr()
+            await asyncio.sleep(0.01)
+        first.signal(signal.SIGKILL)
+        await first.wait_exit(WAIT)
+    finally:
+        first.stop()
+
+
+async def _run_with_a_worker(
+    client: Manager, store_url: str, tmp_path: Path, process_id: str
+) -> Any:
+    """Another worker, until ``process_id`` ended; its info."""
+    second = start_worker(store_url, tmp_path, "second", "--concurrency", "2")
+    try:
+        return await client.wait_for(process_id, timeout=WAIT)
+    finally:
+        second.signal(signal.SIGTERM)
+        await second.wait_exit(WAIT)
+        second.stop()
+
+
 async def test_a_retry_wait_survives_its_manager(store_url: str, tmp_path: Path) -> None:
     """The wait is stored: a worker killed (SIGKILL) during it loses nothing, and another
     worker runs the retry when it is due."""
     counter = tmp_path / "n"
     async with Manager(store_url, run=False) as client:
         process_id = await client.start(counting_command(counter, 2, retry=Retry(2, delay=1.0)))
-        first = start_worker(store_url, tmp_path, "first", "--concurrency", "2")
-        try:
-            deadline = time.monotonic() + WAIT
-            while not (await client.info(process_id)).failures:
-                assert time.monotonic() < deadline, first.stderr()
-                await asyncio.sleep(0.01)
-            first.signal(signal.SIGKILL)
-            await first.wait_exit(WAIT)
-        finally:
-            first.stop()
+        await _kill_a_worker_during_the_first_wait(client, store_url, tmp_path, process_id)
         waiting = await client.info(process_id)
         assert waiting.status is Status.QUEUED
-        second = start_worker(store_url, tmp_path, "second", "--concurrency", "2")
-        try:
-            info = await client.wait_for(process_id, timeout=WAIT)
-        finally:
-            second.signal(signal.SIGTERM)
-            await second.wait_exit(WAIT)
-            second.stop()
+        info = await _run_with_a_worker(client, store_url, tmp_path, process_id)
     assert info.status is Status.FINISHED
     assert info.attempts == 2
     assert info.started_at is not None
@@ -310,23 +324,8 @@ async def test_no_committed_step_runs_twice_across_a_kill_during_a_retry_wait(
     }
     async with Manager(store_url, run=False) as client:
         process_id = await client.start(Process(steps, retry=Retry(3, delay=1.0)))
-        first = start_worker(store_url, tmp_path, "first", "--concurrency", "2")
-        try:
-            deadline = time.monotonic() + WAIT
-            while not (await client.info(process_id)).failures:
-                assert time.monotonic() < deadline, first.stderr()
-                await asyncio.sleep(0.01)
-            first.signal(signal.SIGKILL)
-            await first.wait_exit(WAIT)
-        finally:
-            first.stop()
-        second = start_worker(store_url, tmp_path, "second", "--concurrency", "2")
-        try:
-            info = await client.wait_for(process_id, timeout=WAIT)
-        finally:
-            second.signal(signal.SIGTERM)
-            await second.wait_exit(WAIT)
-            second.stop()
+        await _kill_a_worker_during_the_first_wait(client, store_url, tmp_path, process_id)
+        info = await _run_with_a_worker(client, store_url, tmp_path, process_id)
     assert info.status is Status.FINISHED, info.error
     assert runs(Path(ledger)) == {"a": 1, "b": 2, "c": 1}
     assert info.output == {"a": True, "b": 2, "c": True}

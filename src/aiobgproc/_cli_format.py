@@ -33,16 +33,28 @@ def parse_duration(text: str) -> timedelta:
         raise CliError(f"duration {text!r} is too long") from None
 
 
-def parse_data(text: str | None) -> dict[str, Any] | None:
+def json_object(text: str | None, option: str) -> dict[str, Any] | None:
+    """An option's JSON object (``--data``, ``--meta``), or None when it was not given."""
     if text is None:
         return None
     try:
-        data = json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CliError(f"--data is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CliError("--data must be a JSON object")
-    return data
+        raise CliError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{option} must be a JSON object")
+    return value
+
+
+def parse_data(text: str | None) -> dict[str, Any] | None:
+    return json_object(text, "--data")
+
+
+def print_table(out: Out, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; the header only on a terminal."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows] if out.tty else rows:
+        out.line("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
 
 
 def load_spec(path: str) -> Process:

@@ -9,21 +9,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ._cli_format import CliError, Out, parse_duration
+from ._cli_format import CliError, Out, json_object, parse_duration, print_table
 
 _AT_HELP = "ISO 8601 time with an offset or Z, e.g. 2026-12-24T18:00:00Z"
-
-
-def json_object(text: str | None, option: str) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{option} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise CliError(f"{option} must be a JSON object")
-    return value
 
 
 def _parse_at(text: str | None) -> datetime | None:
@@ -138,6 +126,4 @@ async def run_queue_command(manager: Any, args: argparse.Namespace) -> None:
             )
             for queue in queues
         ]
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        for row in [header, *rows] if out.tty else rows:
-            out.line("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
+        print_table(out, header, rows)

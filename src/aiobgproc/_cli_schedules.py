@@ -8,8 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ._cli_format import CliError, Out, parse_data, parse_duration
-from ._cli_queues import json_object
+from ._cli_format import CliError, Out, json_object, parse_data, parse_duration, print_table
 from .models import Retry
 
 
@@ -114,6 +113,4 @@ def show_schedules(infos: list[Any], as_json: bool) -> None:
         )
         for info in infos
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows] if out.tty else rows:
-        out.line("  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row)).rstrip())
+    print_table(out, header, rows)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from ._seconds import check_seconds
 from .errors import InvalidSpecError
 from .models import Retry, Status
 
@@ -26,17 +27,7 @@ _FAILED_AS: Final = {Status.ERROR: "error", Status.TIMEOUT: "timeout"}
 
 
 def _seconds(value: object, what: str, *, at_least: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidSpecError(f"{what} must be a number, not {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise InvalidSpecError(f"{what} is too large: {value!r}") from None
-    if not math.isfinite(number) or number < at_least or number > _MAX_DELAY_S:
-        raise InvalidSpecError(
-            f"{what} must be a finite number from {at_least:g} to {_MAX_DELAY_S:g}, not {value!r}"
-        )
-    return number
+    return check_seconds(value, what, at_least=at_least, at_most=_MAX_DELAY_S)
 
 
 def check_retry(retry: object, what: str = "retry") -> dict[str, Any] | None:

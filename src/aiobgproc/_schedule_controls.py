@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from . import _clock, _cron, _spec
+from ._seconds import check_seconds
 from ._start_options import Placement, check_short_text, new_process, placement, valid_id
 from .errors import InvalidSpecError, ScheduleNotFoundError
 from .models import ScheduleInfo
@@ -20,18 +21,7 @@ MIN_EVERY_S: Final = 0.01  # a schedule of a due time a millisecond would do not
 
 
 def check_every(value: object) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise InvalidSpecError(f"every must be seconds or a timedelta, not {value!r}")
-    try:
-        number = float(seconds)
-    except OverflowError:
-        raise InvalidSpecError(f"every is too large: {value!r}") from None
-    if not math.isfinite(number) or not 0 < number <= _MAX_EVERY_S:
-        raise InvalidSpecError(f"every must be a number of seconds > 0, not {value!r}")
-    if number < MIN_EVERY_S:
-        raise InvalidSpecError(f"every must be at least {MIN_EVERY_S} s, not {value!r}")
-    return number
+    return check_seconds(value, "every", at_least=MIN_EVERY_S, at_most=_MAX_EVERY_S)
 
 
 def next_due(record: ScheduleRecord, now: float) -> float:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from . import _clock, _spec
+from ._seconds import check_seconds
 from ._wire.job import WorkSpec
 from .errors import InvalidSpecError, ProcessNotFoundError
 from .store import NewProcess
@@ -144,16 +144,7 @@ def run_at(delay: object, at: object, now: float) -> float | None:
     if delay is not None and at is not None:
         raise InvalidSpecError("give delay or at, not both")
     if delay is not None:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise InvalidSpecError(f"delay must be seconds or a timedelta, not {delay!r}")
-        try:
-            number = float(seconds)
-        except OverflowError:
-            raise InvalidSpecError(f"delay is too large: {delay!r}") from None
-        if not math.isfinite(number) or number < 0:
-            raise InvalidSpecError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
-        when = now + number
+        when = now + check_seconds(delay, "delay")
     elif at is not None:
         if not isinstance(at, datetime):
             raise InvalidSpecError(f"at must be a datetime, not {type(at).__name__}")
