@@ -1,8 +1,10 @@
 """Batches a child's output into the store: bounded memory, byte-exact, capped.
 
-The pipe reader feeds chunks in; a flusher task writes them as one BLOB row per batch (at
-most ``flush_bytes``, or whatever arrived within ``flush_interval``). Output beyond the cap is
-counted and dropped, but reading goes on so the child never blocks on a full pipe.
+The pipe readers feed chunks in, each with its stream; a flusher task writes them as BLOB
+rows (at most ``flush_bytes`` a batch, or whatever arrived within ``flush_interval``): one
+row for each run of the same stream, in arrival order, all of a batch in one transaction.
+Output beyond the cap (both streams counted) is counted and dropped, but reading goes on so
+the child never blocks on a full pipe.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-Writer = Callable[[int, bytes, int, bool], Awaitable[None]]
-"""``write(seq, data, output_size, truncated)``: append one chunk and the running totals."""
+Writer = Callable[[list[tuple[int, int, bytes]], int, bool], Awaitable[None]]
+"""``write(chunks, output_size, truncated)``: append chunks (seq, stream, data), none when
+only the totals changed, and the running totals."""
 
 
 class OutputRecorder:
@@ -37,6 +40,8 @@ class OutputRecorder:
         self._flush_interval = flush_interval
         self._max_buffer = max_buffer
         self._buffer = bytearray()
+        # Where each stream's run starts in the buffer: (offset, stream), in arrival order.
+        self._runs: list[tuple[int, int]] = []
         self._dirty = False
         self._wake = asyncio.Event()
         self._closed = False
@@ -50,14 +55,16 @@ class OutputRecorder:
         # The flusher task starts with the first output: a silent child costs no task.
         self._loop = asyncio.get_running_loop()
 
-    def feed(self, data: bytes) -> bool:
-        """Take a chunk; False asks the reader to pause until ``on_drain`` is called."""
+    def feed(self, stream: int, data: bytes) -> bool:
+        """Take a chunk of ``stream``; False asks the reader to pause until ``on_drain``."""
         self.output_size += len(data)
         self._dirty = True
         room = None if self._cap is None else self._cap - self._stored - len(self._buffer)
         if room is not None and len(data) > room:
             data = data[: max(room, 0)]
             self.truncated = True
+        if data and (not self._runs or self._runs[-1][1] != stream):
+            self._runs.append((len(self._buffer), stream))
         self._buffer += data
         if self._task is None and self._loop is not None and not self._closed:
             self._task = self._loop.create_task(self._flush_loop())
@@ -84,18 +91,30 @@ class OutputRecorder:
             self.error = exc
             raise
 
+    def _take(self) -> list[tuple[int, int, bytes]]:
+        """Up to flush_bytes from the buffer's start: a chunk for each run of one stream."""
+        size = min(len(self._buffer), self._flush_bytes)
+        chunks = []
+        while self._runs and self._runs[0][0] < size:
+            start, stream = self._runs[0]
+            end = self._runs[1][0] if len(self._runs) > 1 else len(self._buffer)
+            if end <= size:
+                del self._runs[0]
+            else:
+                end = size
+                self._runs[0] = (size, stream)
+            chunks.append((self._seq, stream, bytes(self._buffer[start:end])))
+            self._seq += 1
+        del self._buffer[:size]
+        self._runs = [(start - size, stream) for start, stream in self._runs]
+        self._stored += size
+        return chunks
+
     async def _flush(self) -> None:
         while self._dirty:
-            data = bytes(self._buffer[: self._flush_bytes])
-            del self._buffer[: len(data)]
+            chunks = self._take()
             self._dirty = bool(self._buffer)
-            if data:
-                seq = self._seq
-                self._seq += 1
-                self._stored += len(data)
-            else:
-                seq = -1  # totals only
-            await self._write(seq, data, self.output_size, self.truncated)
+            await self._write(chunks, self.output_size, self.truncated)
             if len(self._buffer) < self._max_buffer and self.on_drain is not None:
                 self.on_drain()
 

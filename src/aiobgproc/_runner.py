@@ -94,8 +94,8 @@ class Runner:
         return max(self.deadline - _clock.monotonic(), 0.0)
 
     async def _recorder(self) -> OutputRecorder:
-        async def write(seq: int, data: bytes, size: int, truncated: bool) -> None:
-            await self.store.append_output(self.claim, seq, data, size, truncated)
+        async def write(chunks: list[tuple[int, int, bytes]], size: int, truncated: bool) -> None:
+            await self.store.append_output(self.claim, chunks, size, truncated)
             self._on_change(self.record.id)
 
         # No byte was ever produced: no chunk exists, so no need to ask where they end.

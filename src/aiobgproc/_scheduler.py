@@ -51,6 +51,9 @@ class Run:
     stop: asyncio.Future[StopReason]
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    controls: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when requests were made of this run (its runner reads and applies them)."""
+    controls_seen: int = 0
 
     def request_stop(self, reason: StopReason) -> None:
         if not self.stop.done():
@@ -388,15 +391,22 @@ class Scheduler:
     # -- keeping the store and the runs in agreement -----------------------------------------
 
     async def check_runs(self) -> None:
-        """Stop runs whose process another OS process cancelled (or took over)."""
+        """Stop runs whose process another OS process cancelled (or took over); hand the
+        others the requests made of them (input, signals, suspend, resume) when their
+        ``controls`` counter moved."""
         if not self.runs:
             return
         # Snapshot first: a run launched while the query is in flight is not in its answer.
         runs = list(self.runs.items())
         owned = await self.store.running_owned_by(self.manager_id)
         for process_id, run in runs:
-            if owned.get(process_id) != run.claim.token and not run.done.is_set():
-                run.request_stop("cancelled")
+            token, controls = owned.get(process_id, (None, 0))
+            if token != run.claim.token:
+                if not run.done.is_set():
+                    run.request_stop("cancelled")
+            elif controls != run.controls_seen:
+                run.controls_seen = controls
+                run.controls.set()
 
     async def recover_loop(self) -> None:
         limits = self.limits
@@ -425,7 +435,7 @@ class Scheduler:
         if self.claiming:
             return
         owned = await self.store.running_owned_by(self.manager_id)
-        for process_id, token in owned.items():
+        for process_id, (token, _) in owned.items():
             run = self.runs.get(process_id)
             if process_id in self.starting_ids or self.claiming:
                 continue  # being launched: a start that stored it claimed, or a claim

@@ -15,10 +15,12 @@ class Status(enum.StrEnum):
 
     ``queued`` → ``running`` → (``interrupted`` → ``queued`` → ``running`` ...) →
     one of the terminal states ``finished``, ``error``, ``cancelled``, ``timeout``.
+    A running process may be ``suspended`` (its whole tree stopped) and back to ``running``.
     """
 
     QUEUED = "queued"
     RUNNING = "running"
+    SUSPENDED = "suspended"
     INTERRUPTED = "interrupted"
     FINISHED = "finished"
     ERROR = "error"
@@ -34,6 +36,9 @@ TERMINAL_STATUSES: frozenset[Status] = frozenset(
     {Status.FINISHED, Status.ERROR, Status.CANCELLED, Status.TIMEOUT}
 )
 """Statuses a process never leaves."""
+
+LIVE_STATUSES: frozenset[Status] = frozenset({Status.RUNNING, Status.SUSPENDED})
+"""Statuses of a process that has an owner and OS processes: running, or stopped by suspend."""
 
 STOPPED_STATUSES: frozenset[Status] = TERMINAL_STATUSES | {Status.INTERRUPTED}
 """Statuses at which ``wait_for`` returns: terminal, or paused for ``proceed``."""

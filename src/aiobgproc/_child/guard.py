@@ -4,7 +4,7 @@ Each manager starts one guard (a small Python process in its own session) and ke
 write end of its stdin. It tells the guard about every child it spawns ("watch") and every
 child that is gone ("forget"). When the manager dies, even by SIGKILL, the kernel closes that
 pipe; the guard reads EOF and terminates the sessions and tagged descendants of every child
-still watched (SIGTERM, then SIGKILL one second later), then exits. A manager that closes
+still watched (SIGTERM and SIGCONT, then SIGKILL one second later), then exits. A manager that closes
 normally has forgotten all its children first, so the guard exits quietly.
 
 Run as a child of the manager only: ``python -I -S -c <boot> <package root>``.
@@ -47,11 +47,14 @@ def kill_all(watched: dict[int, tuple[float, str]]) -> None:
         return found
 
     procs = collect()
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
+    # SIGCONT after SIGTERM: a suspended tree acts on SIGTERM only once continued (no
+    # stopped process is ever left behind: SIGKILL follows for what does not end).
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        for proc in procs:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
     deadline = time.monotonic() + _TERM_WAIT
     while alive(procs) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -150,6 +150,7 @@ def _set_environ(changed: dict[str, str], removed: list[str]) -> None:
 
 def _child(
     out_fd: int,
+    err_fd: int,
     channel_fd: int,
     request: tuple[Any, ...],
     devnull: int,
@@ -165,8 +166,9 @@ def _child(
         os.dup2(devnull, 0)
         os.close(devnull)
         os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
+        os.dup2(err_fd, 2)
         os.close(out_fd)
+        os.close(err_fd)
         # Nothing runs before the manager's word, sent once it recorded our pid: "go" when
         # the job came with the request, else ("run", ...) with what was too big for it.
         channel = executor.Channel(channel_fd)
@@ -293,20 +295,25 @@ def _serve(control: socket.socket, poller: Any, children: dict[int, int], devnul
             if not data:
                 return  # the manager closed the socket (or died)
             request = marshal.loads(data)
-            if request[0] != "fork" or len(fds) != 2:
+            if request[0] != "fork" or len(fds) != 3:
                 for passed in fds:
                     os.close(passed)
                 continue
-            out_fd, channel_fd = fds
+            out_fd, err_fd, channel_fd = fds
             before = _boot_clock_ns()
             pid = os.fork()
             if pid == 0:
                 _child(
-                    out_fd, channel_fd, request, devnull, [control_fd, poller.fileno(), *children]
+                    out_fd,
+                    err_fd,
+                    channel_fd,
+                    request,
+                    devnull,
+                    [control_fd, poller.fileno(), *children],
                 )
             after = _boot_clock_ns()
-            os.close(out_fd)
-            os.close(channel_fd)
+            for passed in fds:
+                os.close(passed)
             pidfd = os.pidfd_open(pid)
             children[pidfd] = pid
             poller.register(pidfd, select.EPOLLIN)

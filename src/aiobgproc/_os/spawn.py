@@ -2,8 +2,9 @@
 
 This module knows processes, not steps or stores. Rules it keeps (docs/design.md):
 - every child gets its own session, so one signal reaches everything it started;
-- stdout and stderr share one pipe that we own, read continuously, so the child never blocks
-  and nothing a grandchild holds open can make waiting for the exit hang;
+- stdout and stderr each go to a pipe that we own, read continuously, so the child never
+  blocks and nothing a grandchild holds open can make waiting for the exit hang; each chunk
+  is handed on with its stream (STDOUT, STDERR);
 - killing is SIGTERM to every member of the tree, a bounded grace, then SIGKILL; members are
   found by session, by descent and by an environment tag, and checked by create time so a
   reused pid is never signalled.
@@ -14,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from .. import _clock
 from .._wire.job import Job
@@ -48,6 +50,11 @@ def environment() -> dict[str, str]:
 
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+STDOUT: Final = 1
+STDERR: Final = 2
+OnOutput = Callable[[int, bytes], bool]
+"""``on_output(stream, data)``: a chunk read from STDOUT or STDERR; False pauses reading."""
 
 
 class PipeReader(asyncio.Protocol):
@@ -82,6 +89,22 @@ class PipeReader(asyncio.Protocol):
             self.transport.close()
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+class PipeReaders:
+    """A child's stdout and stderr readers, paused, resumed and closed together."""
+
+    def __init__(self, readers: Sequence[PipeReader]) -> None:
+        self._readers = tuple(readers)
+        self.closed: asyncio.Future[Any] = asyncio.gather(*(r.closed for r in self._readers))
+
+    def resume(self) -> None:
+        for reader in self._readers:
+            reader.resume()
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.close()
 
 
 class ProcessHandle(Protocol):
@@ -126,7 +149,7 @@ class Child:
     os_pid: int
     started: float | None
     """The OS create time of the child (psutil), to tell it from a later process with its pid."""
-    reader: PipeReader
+    reader: PipeReaders
     has_job: bool = False
     """Forked by the warm executor with its job (it then waits for "go", not a job)."""
     spawned_at: float = field(default_factory=_clock.monotonic)
@@ -154,25 +177,44 @@ def _enlarge_pipe(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
 
 
+def _output_pipes() -> tuple[list[int], list[int]]:
+    """Two pipes, stdout's and stderr's: their read ends (ours) and write ends (the child's)."""
+    out_read, out_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    except BaseException:
+        os.close(out_read)
+        os.close(out_write)
+        raise
+    for fd in (out_read, err_read):
+        _enlarge_pipe(fd)
+    return [out_read, err_read], [out_write, err_write]
+
+
+def _close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 async def spawn(
     argv: Sequence[str],
     *,
-    on_output: Callable[[bytes], bool],
+    on_output: OnOutput,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     stdin: int | None = None,
     pass_fds: Sequence[int] = (),
 ) -> Child:
-    """Start ``argv`` in a new session with stdout and stderr on one pipe read into ``on_output``.
+    """Start ``argv`` in a new session with stdout and stderr on two pipes read into
+    ``on_output``; ``stdin``: a file descriptor for its stdin (None: /dev/null).
 
     Raises OSError (e.g. FileNotFoundError) when the program cannot be started.
     """
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    _enlarge_pipe(read_fd)
+    read_fds, write_fds = _output_pipes()
     options: dict[str, Any] = {
         "stdin": _devnull() if stdin is None else stdin,
-        "stdout": write_fd,
-        "stderr": write_fd,
+        "stdout": write_fds[0],
+        "stderr": write_fds[1],
         "cwd": cwd,
         "env": dict(env) if env is not None else None,
         "start_new_session": True,
@@ -187,33 +229,48 @@ async def spawn(
         else:
             process = AsyncioProcess(await asyncio.create_subprocess_exec(*argv, **options))
     except BaseException:
-        os.close(read_fd)
+        _close_all(read_fds)
         raise
     finally:
-        os.close(write_fd)
+        _close_all(write_fds)
     started = _pidtime.new_child_create_time(process.pid, before, _pidtime.boot_clock_ns())
-    return await _adopt(process, read_fd, on_output, started)
+    return await _adopt(process, read_fds, on_output, started)
 
 
 async def _attach(
-    process: ProcessHandle, read_fd: int, on_output: Callable[[bytes], bool], started: float | None
+    process: ProcessHandle, read_fds: Sequence[int], on_output: OnOutput, started: float | None
 ) -> Child:
-    """Start reading a just-started child's output pipe. ``started``: its create time
+    """Start reading a just-started child's output pipes. ``started``: its create time
     (None: already gone, nothing left to identify)."""
-    reader = PipeReader(on_output)
-    pipe = os.fdopen(read_fd, "rb", buffering=0)
+    loop = asyncio.get_running_loop()
+    pipes = [os.fdopen(fd, "rb", buffering=0) for fd in read_fds]
+    readers = [
+        PipeReader(functools.partial(on_output, stream)) for stream in (STDOUT, STDERR)
+    ]
+    connected = 0
     try:
-        await asyncio.get_running_loop().connect_read_pipe(lambda: reader, pipe)
+        for reader, pipe in zip(readers, pipes, strict=True):
+            await loop.connect_read_pipe(functools.partial(_same, reader), pipe)
+            connected += 1
     except BaseException:
-        pipe.close()
+        for reader in readers[:connected]:
+            reader.close()
+        for pipe in pipes[connected:]:
+            pipe.close()
         raise
-    return Child(process=process, os_pid=process.pid, started=started, reader=reader)
+    return Child(
+        process=process, os_pid=process.pid, started=started, reader=PipeReaders(readers)
+    )
+
+
+def _same(reader: PipeReader) -> PipeReader:
+    return reader
 
 
 async def spawn_forked(
     zygote: Zygote,
     *,
-    on_output: Callable[[bytes], bool],
+    on_output: OnOutput,
     channel_fd: int,
     cwd: str | None = None,
     env: Mapping[str, str],
@@ -223,23 +280,22 @@ async def spawn_forked(
     session, pipe and channel set-up, without interpreter start-up. ``job`` goes with the
     fork when small (then ``child.process.has_job``). Raises ConnectionError when the
     zygote cannot be reached (the caller falls back to spawn)."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    _enlarge_pipe(read_fd)
+    read_fds, write_fds = _output_pipes()
     try:
-        process = await zygote.fork(env, cwd, write_fd, channel_fd, job)
+        process = await zygote.fork(env, cwd, write_fds, channel_fd, job)
     except BaseException:
-        os.close(read_fd)
+        _close_all(read_fds)
         raise
     finally:
-        os.close(write_fd)
+        _close_all(write_fds)
     started = _pidtime.new_child_create_time(process.pid, process.clock_before, process.clock_after)
-    child = await _adopt(process, read_fd, on_output, started)
+    child = await _adopt(process, read_fds, on_output, started)
     child.has_job = process.has_job
     return child
 
 
 async def _adopt(
-    process: ProcessHandle, read_fd: int, on_output: Callable[[bytes], bool], started: float | None
+    process: ProcessHandle, read_fds: Sequence[int], on_output: OnOutput, started: float | None
 ) -> Child:
     """Count a just-started child among this process's children (tree sweeps skip them)
     until it is reaped, and start reading its output; a child whose reading cannot start
@@ -248,7 +304,7 @@ async def _adopt(
     _tree.add_child(pid)
     process.ended.add_done_callback(lambda _: _tree.forget_child(pid))
     try:
-        return await _attach(process, read_fd, on_output, started)
+        return await _attach(process, read_fds, on_output, started)
     except BaseException:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)  # its own session: the group is its pid

@@ -295,8 +295,8 @@ async def terminate_tree(
     just_reaped: bool = False,
     first: signal.Signals = signal.SIGTERM,
 ) -> int:
-    """Send ``first`` (SIGTERM) to the whole tree, wait up to ``grace`` seconds, SIGKILL
-    what is left (see find_pids for ``recent`` and ``just_reaped``).
+    """Send ``first`` (SIGTERM) and then SIGCONT to the whole tree, wait up to ``grace``
+    seconds, SIGKILL what is left (see find_pids for ``recent`` and ``just_reaped``).
 
     Returns how many processes had to be killed with SIGKILL. Never waits unboundedly.
     """
@@ -311,6 +311,9 @@ async def terminate_tree(
         extra={"process_id": tag},
     )
     _signal_all(procs, first)
+    # A stopped process (suspend(), or SIGSTOP from anyone) only acts on ``first`` once it
+    # is continued: continue them all, so each can end as gracefully as a running one.
+    _signal_all(procs, signal.SIGCONT)
     survivors = await _wait_gone(procs, grace)
     # Look again: the tree may have forked while it was being terminated.
     again = await _find(os_pid, started, tag, False, just_reaped)

@@ -203,25 +203,25 @@ class Zygote:
         self,
         env: Mapping[str, str],
         cwd: str | None,
-        out_fd: int,
+        out_fds: Sequence[int],
         channel_fd: int,
         job: Job | None = None,
     ) -> ForkedProcess:
-        """A new executor process, forked with ``out_fd`` as stdout/stderr and ``channel_fd``
+        """A new executor process, forked with ``out_fds`` as stdout and stderr and ``channel_fd``
         as its channel. A zygote found dead (even only once asked) is restarted once; raises
         ConnectionError if it still cannot fork (the caller then spawns)."""
         if not self.alive:
             await self.start()
         generation = self._generation
         try:
-            return await self._fork(env, cwd, out_fd, channel_fd, job)
+            return await self._fork(env, cwd, out_fds, channel_fd, job)
         except _Gone:
             # Killed since the last run: we learn it as we ask (the end of its socket may
             # not be read yet), before anything was sent. A new one forks this run; if that
             # fails too, we give up. (A zygote that dies once it has the request may have
             # forked with these fds already: no second try with them.)
             await self._restart(generation)
-            return await self._fork(env, cwd, out_fd, channel_fd, job)
+            return await self._fork(env, cwd, out_fds, channel_fd, job)
 
     async def _restart(self, generation: int) -> None:
         """Replace the zygote of ``generation``, unless another run already did."""
@@ -234,7 +234,7 @@ class Zygote:
         self,
         env: Mapping[str, str],
         cwd: str | None,
-        out_fd: int,
+        out_fds: Sequence[int],
         channel_fd: int,
         job: Job | None,
     ) -> ForkedProcess:
@@ -256,7 +256,7 @@ class Zygote:
         try:
             while True:
                 try:
-                    socket.send_fds(control, [payload], [out_fd, channel_fd])
+                    socket.send_fds(control, [payload], [*out_fds, channel_fd])
                     break
                 except BlockingIOError:
                     await asyncio.sleep(0.001)

@@ -23,9 +23,9 @@ socket, each message one marshal tuple.
     zygote -> manager     ("ready", pid, environ) once; ("forked", request, pid,
                           clock_before_ns, clock_after_ns) for each fork; ("exit", pid,
                           status) when a child ends; ("warning", text).
-    manager -> zygote     ("fork", request, changed_env, removed_env, cwd, job) with two
-                          SCM_RIGHTS fds: the output pipe's write end and the executor's end
-                          of its channel (env, cwd and job are None when they would not fit
+    manager -> zygote     ("fork", request, changed_env, removed_env, cwd, job) with three
+                          SCM_RIGHTS fds: the write ends of the stdout and stderr pipes and
+                          the executor's end of its channel (env, cwd and job are None when they would not fit
                           one message: they then follow on the channel in a "run" frame).
 
 **Manager and guard** (``_os.guard`` and ``_child.guard``): the guard's stdin, one text line

@@ -26,7 +26,7 @@ from ..models import Status
 from . import sql
 from .postgres_claim import claim_rows
 from .postgres_schema import initialise, split_url
-from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
+from .protocol import Chunk, Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
 from .shared import Rollback, SharedOperations, in_claim_order
 
@@ -59,7 +59,7 @@ def _after_step(assignments: str) -> str:
     return (
         "WITH recorded AS (" + sql.RECORD_STEP + " RETURNING process_id)"
         " UPDATE {processes} SET " + assignments + " WHERE id = (SELECT process_id FROM"
-        " recorded) AND status = {running} AND owner = ? AND claim_token = ?"
+        " recorded) AND status IN ({live}) AND owner = ? AND claim_token = ?"
     )
 
 
@@ -356,7 +356,7 @@ class PostgresStore(SharedOperations):
     # -- output ------------------------------------------------------------------------------
 
     async def append_output(
-        self, claim: Claim, seq: int, data: bytes, output_size: int, truncated: bool
+        self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
     ) -> bool:
         async def body(conn: Any) -> bool:
             status = await conn.execute(
@@ -369,8 +369,10 @@ class PostgresStore(SharedOperations):
             )
             if status != "UPDATE 1":
                 raise Rollback
-            if data:
-                await conn.execute(self._sql[sql.OUTPUT_CHUNK], claim.process_id, seq, data)
+            for seq, stream, data in chunks:
+                await conn.execute(
+                    self._sql[sql.OUTPUT_CHUNK], claim.process_id, seq, stream, data
+                )
             return True
 
         return await self._write(body, False)

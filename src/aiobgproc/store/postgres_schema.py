@@ -41,7 +41,8 @@ def migrations(schema: str) -> list[list[str]]:
             *tables.migrate_v2("postgres", schema),
             *triggers.postgres(schema),
             *triggers.postgres_events(schema),
-        ]
+        ],
+        tables.migrate_v3("postgres", schema),
     ]
 
 

@@ -190,6 +190,10 @@ class QueueRecord:
     running: int
 
 
+Chunk = tuple[int, int, bytes]
+"""A chunk of captured output: its sequence number, its stream (1 stdout, 2 stderr), its bytes."""
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """Who runs a process: the manager, and the claim's fencing token (a counter bumped by
@@ -409,10 +413,10 @@ class Store(Protocol):
         ...
 
     async def append_output(
-        self, claim: Claim, seq: int, data: bytes, output_size: int, truncated: bool
+        self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
     ) -> bool:
-        """Append a chunk for the run ``claim`` names; False (nothing written) if the process
-        has another owner or claim by now."""
+        """Append chunks (none: only the totals) for the run ``claim`` names; False (nothing
+        written) if the process has another owner or claim by now."""
         ...
 
     async def read_output(
@@ -423,7 +427,10 @@ class Store(Protocol):
 
     async def prune(self, finished_before: float) -> int: ...
 
-    async def running_owned_by(self, owner: str) -> dict[str, int]: ...
+    async def running_owned_by(self, owner: str) -> dict[str, tuple[int, int]]:
+        """The processes ``owner`` runs (or holds suspended): their claim token and their
+        ``controls`` counter (which moves with every request made of the owner)."""
+        ...
 
     async def clock(self) -> float:
         """Now, in epoch seconds, on the clock leases are judged by (the database's, for a

@@ -3,7 +3,8 @@ database's DDL (``sqlite`` and ``postgres``).
 
 Every store is built by its migrations, in order, a new one too: version 1's tables
 (``create_v1``: statement for statement what the first release executed), then each
-version's changes (``migrate_v2``: describing, queueing and scheduling). So the path an
+version's changes (``migrate_v2``: describing, queueing and scheduling; ``migrate_v3``:
+talking to running commands, and their two streams). So the path an
 old store takes to the current version is the path every new store takes, and every test
 run checks it. A new version adds its ``migrate_vN`` here, to ``sqlite_file.MIGRATIONS``
 and to ``postgres_schema.MIGRATIONS``, and its columns to the tables below.
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-VERSION: Final = 2
+VERSION: Final = 3
 
 Database = Literal["sqlite", "postgres"]
 
@@ -125,7 +126,10 @@ PROCESSES_V2: Final = (
     # triggers firing triggers, which the databases allow only so deep (rows.MAX_CHAIN).
     Column("depth", "int", ZERO),
 )
-PROCESSES: Final = Table("processes", PROCESSES_V1.columns + PROCESSES_V2)
+# Version 3: talking to a running process. Every request for its owner (input, a signal,
+# suspend, resume) bumps ``controls``: the owner acts when the number it last saw changes.
+PROCESSES_V3: Final = (Column("controls", "int", ZERO),)
+PROCESSES: Final = Table("processes", PROCESSES_V1.columns + PROCESSES_V2 + PROCESSES_V3)
 OUTPUT_CHUNKS: Final = Table(
     "output_chunks",
     (
@@ -136,6 +140,9 @@ OUTPUT_CHUNKS: Final = Table(
     primary_key=("process_id", "seq"),
     sqlite_unique_index="output_chunks_by_process",
 )
+# Version 3: which stream a chunk was read from (1 stdout, 2 stderr). Chunks of version 2
+# and before were read from one pipe that carried both: they count as stdout.
+STREAM: Final = Column("stream", "int", "NOT NULL DEFAULT 1")
 STEP_OUTPUTS: Final = Table(
     "step_outputs",
     (
@@ -251,6 +258,33 @@ INDEXES_V2: Final = (
     Index("schedules_by_due", "schedules", "next_run_at"),
     Index("events_by_process", "events", "process_id, seq"),
 )
+PROCESS_INPUT: Final = Table(
+    "process_input",  # send_input()'s bytes until the owner wrote them; data NULL: close
+    (
+        Column("process_id", "text", NOT_NULL),
+        Column("seq", "int", NOT_NULL),
+        Column("data", "bytes"),
+    ),
+    primary_key=("process_id", "seq"),
+    without_rowid=True,
+)
+CONTROLS: Final = Table(
+    "controls",  # signal(), suspend(), resume(): asked of the owner of one claim
+    (
+        Column("seq", "serial"),
+        Column("process_id", "text", NOT_NULL),
+        Column("claim_token", "int", NOT_NULL),
+        Column("action", "text", NOT_NULL),  # "signal", "signal-tree", "suspend", "resume"
+        Column("argument", "int"),  # the signal's number
+        Column("done", "int", ZERO),
+        Column("result", "text"),  # None: done; else why it could not be
+    ),
+)
+INDEXES_V3: Final = (
+    Index("output_chunks_by_stream", "output_chunks", "process_id, stream, seq"),
+    Index("controls_pending", "controls", "process_id, seq", "done = 0"),
+)
+TABLES_V2: Final = (QUEUES, DEPENDENCIES, PROCESS_META, SCHEDULES, EVENTS)
 TABLES: Final = (
     PROCESSES,
     OUTPUT_CHUNKS,
@@ -261,6 +295,8 @@ TABLES: Final = (
     PROCESS_META,
     SCHEDULES,
     EVENTS,
+    PROCESS_INPUT,
+    CONTROLS,
 )
 TABLE_NAMES: Final = tuple(table.name for table in TABLES)
 
@@ -330,6 +366,20 @@ def migrate_v2(database: Database, schema: str | None = None) -> list[str]:
         f"UPDATE {prefix}processes SET summary = {_SUMMARY[database]},"
         " start_data = CASE WHEN step_index = 0 THEN input END"  # else unknown: restart uses {}
     )
-    statements += [_create_table(table, database, prefix) for table in TABLES[4:]]
+    statements += [_create_table(table, database, prefix) for table in TABLES_V2]
     statements += [_create_index(index, prefix) for index in INDEXES_V2]
+    return statements
+
+
+def migrate_v3(database: Database, schema: str | None = None) -> list[str]:
+    """Version 2 to 3: the ``controls`` counter, the chunks' ``stream`` (old chunks: stdout),
+    and the tables of pending input and controls."""
+    prefix = f"{schema}." if schema else ""
+    statements = [
+        f"ALTER TABLE {prefix}{table} ADD COLUMN {column.name} {TYPES[column.type][database]}"
+        + (f" {column.constraint}" if column.constraint else "")
+        for table, column in [("processes", PROCESSES_V3[0]), ("output_chunks", STREAM)]
+    ]
+    statements += [_create_table(table, database, prefix) for table in (PROCESS_INPUT, CONTROLS)]
+    statements += [_create_index(index, prefix) for index in INDEXES_V3]
     return statements

@@ -147,7 +147,7 @@ class SharedOperations:
         }
         for name, status, count in counts:
             entry = found.setdefault(str(name), [None, False, 0, 0])
-            entry[2 if status == Status.QUEUED.value else 3] = int(count)
+            entry[2 if status == Status.QUEUED.value else 3] += int(count)  # running + suspended
         return [
             QueueRecord(name, limit, paused, queued, running)
             for name, (limit, paused, queued, running) in sorted(found.items())
@@ -280,9 +280,9 @@ class SharedOperations:
         rows = await self._rows(self._sql[sql.STEP_OUTPUTS], (process_id,))
         return [(int(row[0]), str(row[1]), int(row[2]), json.loads(row[3])) for row in rows]
 
-    async def running_owned_by(self, owner: str) -> dict[str, int]:
+    async def running_owned_by(self, owner: str) -> dict[str, tuple[int, int]]:
         rows = await self._rows(self._sql[sql.RUNNING_OWNED_BY], (owner,))
-        return {str(row[0]): int(row[1]) for row in rows}
+        return {str(row[0]): (int(row[1]), int(row[2])) for row in rows}
 
     async def running_not_owned_by(self, owner: str) -> list[ProcessRecord]:
         rows = await self._rows(self._sql[sql.RUNNING_NOT_OWNED_BY], (owner,))

@@ -6,7 +6,8 @@ The neutral form is SQL in which
 - ``{processes}``, ``{output_chunks}``, ``{step_outputs}`` and ``{managers}`` name the tables
   (qualified with the store's schema in PostgreSQL);
 - ``{queued}``, ``{running}``, ... are the statuses as SQL literals, from ``Status``, and
-  ``{terminal}`` is TERMINAL_STATUSES as a list of them;
+  ``{terminal}`` is TERMINAL_STATUSES as a list of them, ``{live}`` LIVE_STATUSES (running
+  or suspended: a process with an owner and OS processes);
 - ``{columns}`` and ``{manager_columns}`` are the columns ``rows`` reads, in its order
   (``{p_columns}``: the process columns qualified as ``p.``);
 - ``{for_update}`` locks the rows a read inside a write transaction returns: `` FOR UPDATE``
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from ..models import TERMINAL_STATUSES, Status
+from ..models import LIVE_STATUSES, TERMINAL_STATUSES, Status
 from .protocol import ListFilter
 from .rows import COLUMNS, MANAGER_COLUMNS, P_COLUMNS
 from .schema import TABLE_NAMES
@@ -59,6 +60,7 @@ class Dialect(dict[str, str]):
             "terminal": ", ".join(
                 f"'{status}'" for status in Status if status in TERMINAL_STATUSES
             ),
+            "live": ", ".join(f"'{status}'" for status in Status if status in LIVE_STATUSES),
             "columns": COLUMNS,
             "p_columns": P_COLUMNS,
             "manager_columns": MANAGER_COLUMNS,
@@ -202,7 +204,7 @@ CLAIMABLE_QUEUES: Final = (
 # A limited queue's settings, locked (PostgreSQL): its claims count one at a time.
 QUEUE_LOCKED: Final = "SELECT max_running, paused FROM {queues} WHERE name = ?{for_update}"
 RUNNING_IN_QUEUE: Final = (
-    "SELECT count(*) FROM {processes}{by_status} WHERE status = {running} AND queue = ?"
+    "SELECT count(*) FROM {processes}{by_status} WHERE status IN ({live}) AND queue = ?"
 )
 CANDIDATES: Final = (
     "SELECT id, priority, created_at FROM {processes}{by_claimable} WHERE status = {queued}"
@@ -227,7 +229,7 @@ def has_work_query(mine: Callable[[str], str]) -> str:
         + mine("p.queue")
         + " AND NOT EXISTS (SELECT 1 FROM {queues} s WHERE s.name = p.queue AND s.paused <> 0)"
         " AND (p.waiting = 0 OR EXISTS (SELECT 1 FROM {dependencies} d JOIN {processes} r"
-        " ON r.id = d.depends_on WHERE d.process_id = p.id AND (r.status = {running}"
+        " ON r.id = d.depends_on WHERE d.process_id = p.id AND (r.status IN ({live})"
         " OR (r.status = {queued} AND r.waiting = 0 AND " + mine("r.queue") + " AND NOT EXISTS"
         " (SELECT 1 FROM {queues} t WHERE t.name = r.queue AND t.paused <> 0))))) LIMIT 1"
     )
@@ -247,13 +249,13 @@ SET_QUEUE_PAUSED: Final = (
 FORGET_QUEUE: Final = "DELETE FROM {queues} WHERE name = ? AND max_running IS NULL AND paused = 0"
 QUEUE_SETTINGS: Final = "SELECT name, max_running, paused FROM {queues}"
 QUEUE_COUNTS: Final = (
-    "SELECT queue, status, count(*) FROM {processes} WHERE status IN ({queued}, {running})"
+    "SELECT queue, status, count(*) FROM {processes} WHERE status IN ({queued}, {live})"
     " GROUP BY queue, status"
 )
 
 # The compare-and-set of every change to a claimed process: its id, still running, for the
 # same owner and claim (process_id, owner, token).
-CLAIMED: Final = "id = ? AND status = {running} AND owner = ? AND claim_token = ?"
+CLAIMED: Final = "id = ? AND status IN ({live}) AND owner = ? AND claim_token = ?"
 
 
 def update_claimed(assignments: str) -> str:
@@ -287,7 +289,7 @@ START_STEP: Final = update_claimed(
 # still runs keeps its owner (see Store.release).
 RELEASE: Final = (
     "UPDATE {processes} SET os_pid = NULL, os_pid_started = NULL,"
-    " owner = CASE WHEN status = {running} THEN owner END"
+    " owner = CASE WHEN status IN ({live}) THEN owner END"
     " WHERE id = ? AND owner = ? AND claim_token = ?"
 )
 
@@ -336,13 +338,18 @@ CANCEL: Final = (
     "UPDATE {processes} SET status = {cancelled}, finished_at = ?,"
     " cancel_requested = 1 WHERE id = ? AND status = ? RETURNING {columns}"
 )
-CANCELLABLE: Final = (Status.QUEUED.value, Status.RUNNING.value, Status.INTERRUPTED.value)
+CANCELLABLE: Final = (
+    Status.QUEUED.value,
+    Status.RUNNING.value,
+    Status.SUSPENDED.value,
+    Status.INTERRUPTED.value,
+)
 
 RUNNING_OWNED_BY: Final = (
-    "SELECT id, claim_token FROM {processes} WHERE owner = ? AND status = {running}"
+    "SELECT id, claim_token, controls FROM {processes} WHERE owner = ? AND status IN ({live})"
 )
 RUNNING_NOT_OWNED_BY: Final = (
-    "SELECT {columns} FROM {processes} WHERE status = {running} AND (owner IS NULL OR owner <> ?)"
+    "SELECT {columns} FROM {processes} WHERE status IN ({live}) AND (owner IS NULL OR owner <> ?)"
 )
 
 # A restart from a step: the original's committed steps before it, as the new process's
@@ -400,7 +407,9 @@ OUTPUT_SIZE: Final = (
     "UPDATE {processes} SET output_size = ?, output_truncated = ?"
     " WHERE id = ? AND owner = ? AND claim_token = ?"
 )
-OUTPUT_CHUNK: Final = "INSERT INTO {output_chunks} (process_id, seq, data) VALUES (?, ?, ?)"
+OUTPUT_CHUNK: Final = (
+    "INSERT INTO {output_chunks} (process_id, seq, stream, data) VALUES (?, ?, ?, ?)"
+)
 READ_OUTPUT: Final = (
     "SELECT seq, data FROM {output_chunks} WHERE process_id = ? AND seq > ? ORDER BY seq"
 )
@@ -416,6 +425,8 @@ PRUNE: Final = (
     "DELETE FROM {process_meta} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {dependencies} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {events} WHERE process_id IN (" + _DOOMED + ")",
+    "DELETE FROM {process_input} WHERE process_id IN (" + _DOOMED + ")",
+    "DELETE FROM {controls} WHERE process_id IN (" + _DOOMED + ")",
     "DELETE FROM {processes} WHERE id IN (" + _DOOMED + ")",
 )
 

@@ -23,7 +23,7 @@ from .._faults import fault
 from ..errors import StoreError
 from ..models import Status
 from . import sql
-from .protocol import Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
+from .protocol import Chunk, Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 from .rows import (
     Dependencies,
     dumps,
@@ -217,7 +217,7 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
     # -- output ------------------------------------------------------------------------------
 
     async def append_output(
-        self, claim: Claim, seq: int, data: bytes, output_size: int, truncated: bool
+        self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
     ) -> bool:
         def body(db: Conn) -> bool:
             cursor = db.execute(
@@ -225,11 +225,12 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
             )
             if cursor.rowcount != 1:
                 raise Rollback
-            if data:
-                db.execute(_SQL[sql.OUTPUT_CHUNK], (claim.process_id, seq, data))
+            for seq, stream, data in chunks:
+                db.execute(_SQL[sql.OUTPUT_CHUNK], (claim.process_id, seq, stream, data))
             return True
 
-        return await self._write(body, False, long=len(data) > _SHORT_WRITE_BYTES)
+        size = sum(len(chunk[2]) for chunk in chunks)
+        return await self._write(body, False, long=size > _SHORT_WRITE_BYTES)
 
     # -- housekeeping ------------------------------------------------------------------------
 
