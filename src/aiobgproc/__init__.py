@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .inprocess import execute_steps, run_steps
     from .manager import Manager
     from .models import (
+        PIPE,
         TERMINAL_STATUSES,
         Command,
         ErrorInfo,
@@ -59,6 +60,7 @@ _WHERE = {
     "InvalidSpecError": "errors",
     "InvalidStateError": "errors",
     "Manager": "manager",
+    "PIPE": "models",
     "Process": "models",
     "ProcessInfo": "models",
     "ProcessInterruptedError": "errors",
@@ -88,6 +90,7 @@ __all__ = [
     "InvalidSpecError",
     "InvalidStateError",
     "Manager",
+    "PIPE",
     "Process",
     "ProcessInfo",
     "ProcessInterruptedError",

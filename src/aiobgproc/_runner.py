@@ -7,6 +7,7 @@ it recorded (or lost its claim), and the child's whole tree is gone.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import signal
 from collections.abc import Callable
@@ -18,9 +19,11 @@ from ._faults import fault
 from ._os import spawn as _spawn
 from ._os import tree as _tree
 from ._os.guard import Guard
+from ._os.stdin import StdinPipe
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
 from ._retry import failure_entry, retry_wait
+from ._run_controls import RunControls
 from ._wire.job import CommandSpec
 from .errors import ErrorType
 from .models import Status
@@ -77,8 +80,10 @@ class Runner:
         record: ProcessRecord,
         stop: asyncio.Future[StopReason],
         on_change: Callable[[str], None],
+        requests: asyncio.Event | None = None,
     ) -> None:
-        """``on_change(process_id)``: the run stored something new (output, progress, a step)."""
+        """``on_change(process_id)``: the run stored something new (output, progress, a
+        step). ``requests``: set when requests were made of the run (_run_controls)."""
         self.context = context
         self.store = context.store
         self.record = record
@@ -86,12 +91,41 @@ class Runner:
         self.tag = _tags.make_tag(record.id, self.claim.token)
         self.stop = stop
         self._on_change = on_change
+        self._requests = requests or asyncio.Event()
+        self._controls: RunControls | None = None
         self.deadline = None if record.timeout is None else _clock.monotonic() + record.timeout
+        self.suspended_at: float | None = None
+        # Resolved (and replaced) when the deadline moves: a wait re-reads _remaining().
+        self.rearm: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    def pause_clock(self) -> None:
+        """Suspended: the timeout's clock stands still until resume_clock."""
+        if self.suspended_at is None:
+            self.suspended_at = _clock.monotonic()
+            self._rearm()
+
+    def resume_clock(self) -> None:
+        if self.suspended_at is not None:
+            if self.deadline is not None:
+                self.deadline += _clock.monotonic() - self.suspended_at
+            self.suspended_at = None
+            self._rearm()
+
+    def _rearm(self) -> None:
+        rearm, self.rearm = self.rearm, asyncio.get_running_loop().create_future()
+        rearm.set_result(None)
 
     def _remaining(self) -> float | None:
-        if self.deadline is None:
+        if self.deadline is None or self.suspended_at is not None:
             return None
         return max(self.deadline - _clock.monotonic(), 0.0)
+
+    def _expired(self) -> bool:
+        return self._remaining() == 0.0
 
     async def _recorder(self) -> OutputRecorder:
         async def write(chunks: list[tuple[int, int, bytes]], size: int, truncated: bool) -> None:
@@ -127,11 +161,16 @@ class Runner:
             Status.ERROR, message, error=error_dict(type(exc).__name__, message)
         )
 
-    def _started(self, child: _spawn.Child, recorder: OutputRecorder) -> None:
-        """The child runs: its output may be paused and resumed, the guard watches it."""
+    def _started(
+        self, child: _spawn.Child, recorder: OutputRecorder, stdin: StdinPipe | None = None
+    ) -> None:
+        """The child runs: its output may be paused and resumed, the guard watches it,
+        requests made of it are carried out."""
         recorder.on_drain = child.reader.resume
         if self.context.guard is not None:
             self.context.guard.watch(child.os_pid, child.started, self.tag)
+        self._controls = RunControls(self, child, stdin, self._requests)
+        self._controls.start()
         fault("after_spawn")
 
     async def _finish(self, status: Status, message: str | None = None, **fields: Any) -> Outcome:
@@ -203,6 +242,8 @@ class Runner:
         However the run ends, every process carrying its tag goes too, before the end is
         recorded: what a command or a step left running in a session of its own would
         otherwise outlive it (reparented to init, forever for a daemon's worth of runs)."""
+        if self._controls is not None:
+            await self._controls.stop()
         if exited and child.process.returncode is None:
             # It said its last word; give it the grace period to exit on its own.
             exited = await _spawn.wait_exit(child, self.context.grace_period) is not None
@@ -248,28 +289,51 @@ class CommandRunner(Runner):
             Status.ERROR, message, error=error_dict(ErrorType.MANAGER_CLOSED, message)
         )
 
+    def _stdin(self, spec: CommandSpec) -> StdinPipe | None:
+        """The command's stdin pipe (None: /dev/null): open for send_input, or the bytes
+        given to start, then closed."""
+        data = spec.get("stdin_data")
+        if data is None and spec.get("stdin") != "pipe":
+            return None
+        stdin = StdinPipe(on_drained=self._requests.set)
+        if data is not None:
+            stdin.write(base64.b64decode(data))
+            stdin.close()
+        return stdin
+
     async def run(self) -> Outcome:
         spec = cast(CommandSpec, self.record.spec)
         recorder = await self._recorder()
+        stdin = self._stdin(spec)
         try:
             child = await _spawn.spawn(
-                spec["argv"], on_output=recorder.feed, cwd=spec.get("cwd"), env=self._env()
+                spec["argv"],
+                on_output=recorder.feed,
+                cwd=spec.get("cwd"),
+                env=self._env(),
+                stdin=None if stdin is None else stdin.child_fd,
             )
         except OSError as exc:
+            if stdin is not None:
+                stdin.abort()
             message = f"cannot run {spec['argv'][0]!r}: {exc.strerror or exc}"
             return await self._not_started(recorder, exc, message)
-        self._started(child, recorder)
+        if stdin is not None:
+            stdin.child_started()
+        self._started(child, recorder, stdin)
         try:
             if not await self.store.set_os_pid(self.claim, child.os_pid, child.started):
                 self.stop.set_result("lost") if not self.stop.done() else None
             exit_task = child.process.ended
-            waits: set[asyncio.Future[Any]] = {exit_task, self.stop}
-            done, _ = await asyncio.wait(
-                waits,
-                timeout=self._remaining(),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            exited = exit_task in done
+            while True:
+                rearm = self.rearm
+                waits: set[asyncio.Future[Any]] = {exit_task, self.stop, rearm}
+                await asyncio.wait(
+                    waits, timeout=self._remaining(), return_when=asyncio.FIRST_COMPLETED
+                )
+                if exit_task.done() or self.stop.done() or self._expired():
+                    break
+            exited = exit_task.done()
             returncode = await ended(self, child, exited)
         except BaseException:
             await asyncio.shield(self._end_child(child, exited=False))

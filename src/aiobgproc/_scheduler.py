@@ -299,11 +299,8 @@ class Scheduler:
             extra={"process_id": record.id},
         )
         changed: Callable[[str], None] = self.changes.notify
-        runner = (
-            CommandRunner(self.context, record, run.stop, changed)
-            if record.kind == "command"
-            else StepsRunner(self.context, record, run.stop, changed)
-        )
+        kind = CommandRunner if record.kind == "command" else StepsRunner
+        runner = kind(self.context, record, run.stop, changed, run.controls)
         try:
             outcome = await runner.run()
             error_log = self.limits.error_log

@@ -5,6 +5,7 @@ Everything here raises InvalidSpecError, before anything reaches the store.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import math
@@ -19,7 +20,7 @@ from typing import Any
 from ._retry import check_retry
 from ._wire.job import CommandSpec, ProcessSpec, StepSpec, WorkSpec
 from .errors import InvalidSpecError
-from .models import Command, Process, Step
+from .models import PIPE, Command, Process, Step
 
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 MAX_STEPS = 1000
@@ -153,13 +154,20 @@ def command_spec(command: Command) -> CommandSpec:
     retry = check_retry(command.retry)
     if retry is not None:
         spec["retry"] = retry
-    stop = _check_signal(command.stop_signal, "stop_signal")
+    stop = check_signal(command.stop_signal, "stop_signal")
     if stop != signal.SIGTERM:
         spec["stop_signal"] = stop
+    stdin = command.stdin
+    if isinstance(stdin, bytes | bytearray | memoryview):
+        spec["stdin_data"] = base64.b64encode(stdin).decode("ascii")
+    elif isinstance(stdin, int) and not isinstance(stdin, bool) and stdin == PIPE:
+        spec["stdin"] = "pipe"
+    elif stdin is not None:
+        raise InvalidSpecError(f"stdin must be None, bytes or aiobgproc.PIPE, not {stdin!r}")
     return spec
 
 
-def _check_signal(value: object, what: str) -> int:
+def check_signal(value: object, what: str) -> int:
     """A signal that exists here (a number or a ``signal.Signals``), as its number."""
     if isinstance(value, bool) or not isinstance(value, int) or value not in _SIGNALS:
         raise InvalidSpecError(f"{what} must be a signal (e.g. signal.SIGINT), not {value!r}")

@@ -45,8 +45,9 @@ class StepsRunner(Runner):
         record: ProcessRecord,
         stop: asyncio.Future[StopReason],
         on_change: Callable[[str], None],
+        requests: asyncio.Event | None = None,
     ) -> None:
-        super().__init__(context, record, stop, on_change)
+        super().__init__(context, record, stop, on_change, requests)
         self._spec = cast(ProcessSpec, record.spec)
         self._step: str | None = record.step
         self._pending_progress: tuple[float, str | None] | None = None
@@ -218,7 +219,7 @@ class StepsRunner(Runner):
             return await self._stopped(self.stop.result())
         if not exited and child.process.returncode is None:
             return await self._timed_out()
-        if self.deadline is not None and _clock.monotonic() >= self.deadline:
+        if self._expired():
             return await self._timed_out()
         how = describe_exit(returncode) if returncode is not None else "disappeared"
         message = f"the executor {how} during step {self._step!r}"
@@ -243,7 +244,7 @@ class StepsRunner(Runner):
                 timeout = _PROGRESS_INTERVAL
             frame_ready = channel.ready()
             if not frame_ready.done():
-                waits: set[asyncio.Future[Any]] = {frame_ready, exit_task, self.stop}
+                waits: set[asyncio.Future[Any]] = {frame_ready, exit_task, self.stop, self.rearm}
                 await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if frame_ready.done():
                 frame = channel.pop()
@@ -269,7 +270,7 @@ class StepsRunner(Runner):
                         break
                     await self._handle(frame, channel)
                 return True
-            if self.deadline is not None and _clock.monotonic() >= self.deadline:
+            if self._expired():
                 return False
         return False
 

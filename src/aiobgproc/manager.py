@@ -18,6 +18,7 @@ from ._event_log import EventLog
 from ._list_filter import list_filter
 from ._location import open_store
 from ._options import OptionsView, check_options
+from ._process_controls import ProcessControls
 from ._queue_controls import QueueControls
 from ._restart import restart_process
 from ._runner import RunContext
@@ -34,7 +35,7 @@ from .errors import (
     StoreError,
     WaitTimeoutError,
 )
-from .models import STOPPED_STATUSES, ProcessInfo, Status
+from .models import LIVE_STATUSES, STOPPED_STATUSES, ProcessInfo, Status
 from .store import ProcessRecord, Store
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ logging.getLogger("aiobgproc").addHandler(logging.NullHandler())
 DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 
 
-class Manager(QueueControls, ScheduleControls, EventLog, WorkerControls, OptionsView):
+class Manager(
+    QueueControls, ScheduleControls, EventLog, ProcessControls, WorkerControls, OptionsView
+):
     """Runs commands and step processes in the background, with state in a store.
 
     ::
@@ -344,7 +347,7 @@ class Manager(QueueControls, ScheduleControls, EventLog, WorkerControls, Options
             chunks = await self._store.read_output(process_id, seq)
             for seq, data in chunks:  # noqa: B007 - seq is where the next read starts
                 yield data
-            if record.status not in (Status.QUEUED, Status.RUNNING):
+            if record.status not in (Status.QUEUED, *LIVE_STATUSES):
                 return
             if not chunks:
                 await self._changes.wait(event, self._wait_step(record))
@@ -407,7 +410,7 @@ class Manager(QueueControls, ScheduleControls, EventLog, WorkerControls, Options
             "process %s cancelled (was %s)", process_id, before, extra={"process_id": process_id}
         )
         self._changes.notify(process_id)
-        if before is Status.RUNNING:
+        if before in LIVE_STATUSES:
             await self._scheduler.stop_process(cancelled)
         return await self.info(process_id)
 

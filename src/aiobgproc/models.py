@@ -7,7 +7,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 
 class Status(enum.StrEnum):
@@ -239,13 +239,20 @@ class Retry:
         object.__setattr__(self, "on", tuple(kept) if isinstance(kept, list) else on)
 
 
+PIPE: Final = -1
+"""``Command(stdin=PIPE)``: keep the command's stdin open for ``Manager.send_input`` (the
+value of ``subprocess.PIPE``, which is accepted too)."""
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class Command:
     """An operating-system command to run in the background.
 
     ``argv`` is a sequence of strings, run without a shell. A plain string is only accepted
     with ``shell=True`` (then it runs as ``/bin/sh -c STRING``). ``env`` adds to the inherited
-    environment. Checked by ``Manager.start``, which raises ``InvalidSpecError``.
+    environment. ``stdin``: None gives the command /dev/null, ``bytes`` are written to its
+    stdin (then closed), ``PIPE`` keeps it open for ``send_input``. Checked by
+    ``Manager.start``, which raises ``InvalidSpecError``.
     """
 
     argv: Any
@@ -256,6 +263,7 @@ class Command:
     retry: Retry | None
     stop_signal: Any
     """The signal a timeout or cancel sends first, before SIGKILL after the grace period."""
+    stdin: Any
 
     def __init__(
         self,
@@ -267,6 +275,7 @@ class Command:
         timeout: float | None = None,
         retry: Retry | None = None,
         stop_signal: int = 15,  # signal.SIGTERM (models imports nothing it need not)
+        stdin: bytes | int | None = None,
     ) -> None:
         # Kept as given: start() validates, so a bad spec fails there and nothing is stored.
         object.__setattr__(self, "argv", argv if isinstance(argv, str) else _as_list(argv))
@@ -276,6 +285,7 @@ class Command:
         object.__setattr__(self, "timeout", timeout)
         object.__setattr__(self, "retry", retry)
         object.__setattr__(self, "stop_signal", stop_signal)
+        object.__setattr__(self, "stdin", stdin)
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -329,3 +329,23 @@ async def terminate_tree(
         _signal_all(list(stubborn.values()), signal.SIGKILL)
         await _wait_gone(list(stubborn.values()), 2.0)
     return len(stubborn)
+
+
+async def signal_tree(
+    os_pid: int | None,
+    started: float | None,
+    sig: signal.Signals,
+    *,
+    tag: str | None = None,
+    recent: bool = False,
+) -> int:
+    """Send ``sig`` to every process of the tree (found as terminate_tree finds it), and to
+    any it forked meanwhile (a second look); how many processes were signalled."""
+    procs = await _find(os_pid, started, tag, recent, False)
+    _signal_all(procs, sig)
+    seen = {proc.pid for proc in procs}
+    late = [
+        proc for proc in await _find(os_pid, started, tag, False, False) if proc.pid not in seen
+    ]
+    _signal_all(late, sig)
+    return len(procs) + len(late)

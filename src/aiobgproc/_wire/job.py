@@ -30,6 +30,10 @@ class CommandSpec(TypedDict):
     retry: NotRequired[dict[str, Any]]
     stop_signal: NotRequired[int]
     """What a timeout or cancel sends first, when not SIGTERM."""
+    stdin: NotRequired[Literal["pipe"]]
+    """Command(stdin=PIPE): open for send_input."""
+    stdin_data: NotRequired[str]
+    """Command(stdin=bytes): the bytes (base64), written to each run's stdin, then closed."""
 
 
 class ProcessSpec(TypedDict):

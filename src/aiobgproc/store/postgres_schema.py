@@ -42,7 +42,7 @@ def migrations(schema: str) -> list[list[str]]:
             *triggers.postgres(schema),
             *triggers.postgres_events(schema),
         ],
-        tables.migrate_v3("postgres", schema),
+        [*tables.migrate_v3("postgres", schema), *triggers.postgres_v3(schema)],
     ]
 
 

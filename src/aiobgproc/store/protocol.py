@@ -419,6 +419,47 @@ class Store(Protocol):
         written) if the process has another owner or claim by now."""
         ...
 
+    # -- requests of a process's owner (input, signals, suspend, resume) --------------------
+
+    async def add_input(self, process_id: str, data: bytes | None) -> bool:
+        """Store input (None: the close) for a queued or live process whose input is open;
+        False (nothing stored) otherwise. Moves the process's ``controls`` counter."""
+        ...
+
+    async def input_closed(self, process_id: str) -> bool: ...
+
+    async def pending_input(
+        self, process_id: str, after_seq: int
+    ) -> list[tuple[int, bytes | None]]:
+        """Input not written yet, after ``after_seq``, in order: (seq, data or None: close)."""
+        ...
+
+    async def input_written(self, process_id: str, upto_seq: int) -> None:
+        """Forget the input up to ``upto_seq``: it reached the command's stdin."""
+        ...
+
+    async def add_control(
+        self, process_id: str, token: int, status: Status, action: str, argument: int | None
+    ) -> int | None:
+        """Ask the owner of claim ``token`` for ``action`` while the process is ``status``:
+        the request's number, or None (nothing stored) when it is not."""
+        ...
+
+    async def pending_controls(self, claim: Claim) -> list[tuple[int, str, int | None]]:
+        """The requests not done yet for ``claim``: (seq, action, argument), in order."""
+        ...
+
+    async def control_done(
+        self, claim: Claim, seq: int, result: str | None, change: tuple[Status, Status] | None
+    ) -> str | None:
+        """Record request ``seq`` done (``result``: None, or why it could not be), after the
+        status ``change`` (before, after) it makes, compare-and-set; the result recorded."""
+        ...
+
+    async def control_result(self, seq: int) -> tuple[bool, str | None] | None:
+        """(done, result) of request ``seq``; None if it is gone (pruned)."""
+        ...
+
     async def read_output(
         self, process_id: str, after_seq: int = -1
     ) -> list[tuple[int, bytes]]: ...

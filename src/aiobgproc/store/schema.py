@@ -127,7 +127,8 @@ PROCESSES_V2: Final = (
     Column("depth", "int", ZERO),
 )
 # Version 3: talking to a running process. Every request for its owner (input, a signal,
-# suspend, resume) bumps ``controls``: the owner acts when the number it last saw changes.
+# suspend, resume) bumps ``controls`` (a trigger on the request's insert): the owner acts
+# when the number it last saw changes.
 PROCESSES_V3: Final = (Column("controls", "int", ZERO),)
 PROCESSES: Final = Table("processes", PROCESSES_V1.columns + PROCESSES_V2 + PROCESSES_V3)
 OUTPUT_CHUNKS: Final = Table(
@@ -261,12 +262,10 @@ INDEXES_V2: Final = (
 PROCESS_INPUT: Final = Table(
     "process_input",  # send_input()'s bytes until the owner wrote them; data NULL: close
     (
+        Column("seq", "serial"),
         Column("process_id", "text", NOT_NULL),
-        Column("seq", "int", NOT_NULL),
         Column("data", "bytes"),
     ),
-    primary_key=("process_id", "seq"),
-    without_rowid=True,
 )
 CONTROLS: Final = Table(
     "controls",  # signal(), suspend(), resume(): asked of the owner of one claim
@@ -283,6 +282,7 @@ CONTROLS: Final = Table(
 INDEXES_V3: Final = (
     Index("output_chunks_by_stream", "output_chunks", "process_id, stream, seq"),
     Index("controls_pending", "controls", "process_id, seq", "done = 0"),
+    Index("process_input_by_process", "process_input", "process_id, seq"),
 )
 TABLES_V2: Final = (QUEUES, DEPENDENCIES, PROCESS_META, SCHEDULES, EVENTS)
 TABLES: Final = (

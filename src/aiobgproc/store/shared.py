@@ -288,6 +288,52 @@ class SharedOperations:
         rows = await self._rows(self._sql[sql.RUNNING_NOT_OWNED_BY], (owner,))
         return [record(row) for row in rows]
 
+    # -- requests of a process's owner ------------------------------------------------------
+
+    async def add_input(self, process_id: str, data: bytes | None) -> bool:
+        params = (process_id, data, process_id, process_id)
+        return await self._change(self._sql[sql.ADD_INPUT], params) == 1
+
+    async def input_closed(self, process_id: str) -> bool:
+        return await self._row(self._sql[sql.INPUT_CLOSED], (process_id,)) is not None
+
+    async def pending_input(
+        self, process_id: str, after_seq: int
+    ) -> list[tuple[int, bytes | None]]:
+        rows = await self._rows(self._sql[sql.PENDING_INPUT], (process_id, after_seq), long=True)
+        return [(int(row[0]), None if row[1] is None else bytes(row[1])) for row in rows]
+
+    async def input_written(self, process_id: str, upto_seq: int) -> None:
+        await self._change(self._sql[sql.INPUT_WRITTEN], (process_id, upto_seq))
+
+    async def add_control(
+        self, process_id: str, token: int, status: Status, action: str, argument: int | None
+    ) -> int | None:
+        params = (process_id, token, action, argument, process_id, str(status), token)
+        rows = await self._returned(self._sql[sql.ADD_CONTROL], params)
+        return int(rows[0][0]) if rows else None
+
+    async def pending_controls(self, claim: Claim) -> list[tuple[int, str, int | None]]:
+        rows = await self._rows(self._sql[sql.PENDING_CONTROLS], (claim.process_id, claim.token))
+        return [(int(row[0]), str(row[1]), row[2]) for row in rows]
+
+    async def control_done(
+        self, claim: Claim, seq: int, result: str | None, change: tuple[Status, Status] | None
+    ) -> str | None:
+        if change is not None:
+            before, after = change
+            params = (str(after), claim.process_id, str(before), claim.owner, claim.token)
+            if await self._change(self._sql[sql.SET_LIVE_STATUS], params) != 1:
+                result = f"process {claim.process_id} is no longer {before}"
+        await self._change(self._sql[sql.CONTROL_DONE], (result, seq))
+        if change is None:
+            await self._update_claimed(claim, sql.TOUCH, ())
+        return result
+
+    async def control_result(self, seq: int) -> tuple[bool, str | None] | None:
+        row = await self._row(self._sql[sql.CONTROL_RESULT], (seq,))
+        return None if row is None else (bool(row[0]), row[1])
+
     # -- output ------------------------------------------------------------------------------
 
     async def read_output(self, process_id: str, after_seq: int = -1) -> list[tuple[int, bytes]]:

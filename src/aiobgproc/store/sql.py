@@ -415,6 +415,44 @@ READ_OUTPUT: Final = (
 )
 LAST_OUTPUT_SEQ: Final = "SELECT coalesce(max(seq), -1) FROM {output_chunks} WHERE process_id = ?"
 
+# -- requests of a process's owner: input, signals, suspend, resume ---------------------------
+
+# Input for a command queued or live whose input is still open: (process_id, data or NULL
+# for the close, process_id, process_id). A trigger moves the process's ``controls``.
+ADD_INPUT: Final = (
+    "INSERT INTO {process_input} (process_id, data) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM"
+    " {processes} WHERE id = ? AND status IN ({queued}, {live})) AND NOT EXISTS (SELECT 1"
+    " FROM {process_input} WHERE process_id = ? AND data IS NULL)"
+)
+INPUT_CLOSED: Final = "SELECT 1 FROM {process_input} WHERE process_id = ? AND data IS NULL"
+PENDING_INPUT: Final = (
+    "SELECT seq, data FROM {process_input} WHERE process_id = ? AND seq > ? ORDER BY seq"
+)
+# Written to the pipe: forgotten (the close marker stays: no input after it).
+INPUT_WRITTEN: Final = (
+    "DELETE FROM {process_input} WHERE process_id = ? AND seq <= ? AND data IS NOT NULL"
+)
+# A control for the owner of one claim, while the process has that status:
+# (process_id, token, action, argument, process_id, status, token).
+ADD_CONTROL: Final = (
+    "INSERT INTO {controls} (process_id, claim_token, action, argument) SELECT ?, ?, ?, ?"
+    " WHERE EXISTS (SELECT 1 FROM {processes} WHERE id = ? AND status = ? AND claim_token = ?"
+    " AND owner IS NOT NULL) RETURNING seq"
+)
+PENDING_CONTROLS: Final = (
+    "SELECT seq, action, argument FROM {controls}"
+    " WHERE process_id = ? AND claim_token = ? AND done = 0 ORDER BY seq"
+)
+CONTROL_DONE: Final = "UPDATE {controls} SET done = 1, result = ? WHERE seq = ?"
+CONTROL_RESULT: Final = "SELECT done, result FROM {controls} WHERE seq = ?"
+# suspend/resume: (new status, process_id, status before, owner, token).
+SET_LIVE_STATUS: Final = (
+    "UPDATE {processes} SET status = ? WHERE id = ? AND status = ? AND owner = ?"
+    " AND claim_token = ?"
+)
+# A change that wakes whoever waits on the process (PostgreSQL: its NOTIFY), nothing else.
+TOUCH: Final = update_claimed("controls = controls")
+
 # -- housekeeping ----------------------------------------------------------------------------
 
 _DOOMED: Final = "SELECT id FROM {processes} WHERE status IN ({terminal}) AND finished_at < ?"

@@ -32,7 +32,7 @@ _MIN_DATABASE_BYTES: Final = 512  # the smallest SQLite page: a database is at l
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     tuple(schema.create_v1("sqlite")),
     (*schema.migrate_v2("sqlite"), triggers.SQLITE, *triggers.SQLITE_EVENTS),
-    tuple(schema.migrate_v3("sqlite")),
+    (*schema.migrate_v3("sqlite"), *triggers.SQLITE_V3),
 )
 
 

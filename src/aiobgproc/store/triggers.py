@@ -17,6 +17,9 @@ the step's name; in the transaction of the change. On PostgreSQL the trigger fir
 transaction-wide advisory lock, so that sequence numbers are committed in order: a reader
 that saw event N can never see an event below N appear later (SQLite has one writer at a
 time already).
+
+Version 3: a request made of a process's owner (a row of ``process_input`` or ``controls``)
+moves the process's ``controls`` counter, in the request's transaction.
 """
 
 from __future__ import annotations
@@ -140,4 +143,26 @@ def postgres_events(schema: str) -> list[str]:
         " END IF; RETURN NULL; END $$",
         f"CREATE TRIGGER processes_event AFTER INSERT OR UPDATE OF status, step ON {p}processes"
         f" FOR EACH ROW EXECUTE FUNCTION {p}process_event()",
+    ]
+
+
+# Version 3: a request for a process's owner (input, a control) moves the process's
+# ``controls`` counter in the same transaction: the owner's poll (or NOTIFY) sees it.
+_BUMP: Final = "UPDATE {p}processes SET controls = controls + 1 WHERE id = NEW.process_id"
+SQLITE_V3: Final = tuple(
+    f"CREATE TRIGGER {table}_added AFTER INSERT ON {table} BEGIN {_BUMP.format(p='')}; END"
+    for table in ("process_input", "controls")
+)
+
+
+def postgres_v3(schema: str) -> list[str]:
+    p = f"{schema}."
+    return [
+        f"CREATE OR REPLACE FUNCTION {p}request_added() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN {_BUMP.format(p=p)}; RETURN NULL; END $$",
+        *(
+            f"CREATE TRIGGER {table}_added AFTER INSERT ON {p}{table}"
+            f" FOR EACH ROW EXECUTE FUNCTION {p}request_added()"
+            for table in ("process_input", "controls")
+        ),
     ]

@@ -1,0 +1,129 @@
+"""What a run does with the requests made of it, from any OS process, through the store:
+input written to its command's stdin, signals, suspend and resume.
+
+A request is a row (``process_input`` or ``controls``) whose insert moves the process's
+``controls`` counter; the owner's watcher sees the counter move (``Scheduler.check_runs``)
+and sets the run's event; this task then reads what is pending and carries it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from ._os import spawn as _spawn
+from ._os import tree as _tree
+from ._os.stdin import StdinPipe
+from .errors import StoreError
+from .models import Status
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+
+log = logging.getLogger(__name__)
+
+SUSPEND: tuple[Status, Status] = (Status.RUNNING, Status.SUSPENDED)
+RESUME: tuple[Status, Status] = (Status.SUSPENDED, Status.RUNNING)
+
+
+class RunControls:
+    def __init__(
+        self,
+        runner: Runner,
+        child: _spawn.Child,
+        stdin: StdinPipe | None,
+        event: asyncio.Event,
+    ) -> None:
+        self.runner = runner
+        self.child = child
+        self.stdin = stdin
+        self.event = event
+        self._input_seq = 0  # the last input handed to the pipe
+        self._forgotten = 0  # ... and the last one the store has forgotten
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.stdin is not None:
+            self.stdin.abort()
+
+    async def _serve(self) -> None:
+        record = self.runner.record
+        while True:
+            try:
+                await self.apply()
+            except StoreError:
+                log.exception("process %s: could not read its requests", record.id)
+            await self.event.wait()
+            self.event.clear()
+
+    async def apply(self) -> None:
+        runner = self.runner
+        store = runner.store
+        if self.stdin is not None:
+            await self._input()
+        for seq, action, argument in await store.pending_controls(runner.claim):
+            result, change = await self._carry_out(action, argument)
+            await store.control_done(runner.claim, seq, result, change)
+            runner._on_change(runner.record.id)
+
+    async def _input(self) -> None:
+        stdin = self.stdin
+        assert stdin is not None
+        process_id = self.runner.record.id
+        for seq, data in await self.runner.store.pending_input(process_id, self._input_seq):
+            self._input_seq = seq
+            if data is None:
+                stdin.close()
+                break
+            stdin.write(data)
+        # Forgotten once the pipe took it all (the pipe's drain sets the event again).
+        if stdin.buffered == 0 and self._forgotten < self._input_seq:
+            await self.runner.store.input_written(process_id, self._input_seq)
+            self._forgotten = self._input_seq
+
+    async def _carry_out(
+        self, action: str, argument: int | None
+    ) -> tuple[str | None, tuple[Status, Status] | None]:
+        """Do what was asked: (None or why it could not be, the status change it makes)."""
+        runner, child = self.runner, self.child
+        if child.process.returncode is not None:
+            return f"process {runner.record.id} has exited", None
+        if action == "signal" and argument is not None:
+            procs = _tree.find_tree(child.os_pid, child.started, None, recent=True)
+            if not procs or procs[0].pid != child.os_pid:
+                return f"process {runner.record.id} has exited", None
+            procs[0].send_signal(signal.Signals(argument))
+            return None, None
+        if action == "signal-tree" and argument is not None:
+            await self._tree_signal(signal.Signals(argument))
+            return None, None
+        if action == "suspend":
+            if runner.suspended:
+                return f"process {runner.record.id} is suspended, not running", None
+            await self._tree_signal(signal.SIGSTOP)
+            runner.pause_clock()
+            return None, SUSPEND
+        if action == "resume":
+            if not runner.suspended:
+                return f"process {runner.record.id} is running, not suspended", None
+            await self._tree_signal(signal.SIGCONT)
+            runner.resume_clock()
+            return None, RESUME
+        return f"unknown request {action!r}", None
+
+    async def _tree_signal(self, sig: signal.Signals) -> None:
+        child = self.child
+        await _tree.signal_tree(
+            child.os_pid, child.started, sig, tag=self.runner.tag, recent=child.recent
+        )
