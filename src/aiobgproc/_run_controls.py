@@ -12,21 +12,37 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from ._os import spawn as _spawn
 from ._os import tree as _tree
 from ._os.stdin import StdinPipe
 from .errors import StoreError
 from .models import Status
-
-if TYPE_CHECKING:
-    from ._runner import Runner
+from .store import Claim, ProcessRecord, Store
 
 log = logging.getLogger(__name__)
 
 SUSPEND: tuple[Status, Status] = (Status.RUNNING, Status.SUSPENDED)
 RESUME: tuple[Status, Status] = (Status.SUSPENDED, Status.RUNNING)
+
+
+class Runner(Protocol):
+    """What of a run (_runner.Runner) its requests need."""
+
+    store: Store
+    record: ProcessRecord
+    claim: Claim
+    tag: str
+    _on_change: Callable[[str], None]
+
+    @property
+    def suspended(self) -> bool: ...
+
+    def pause_clock(self) -> None: ...
+
+    def resume_clock(self) -> None: ...
 
 
 class RunControls:

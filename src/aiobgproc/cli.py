@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from . import _clock, _location
 from ._cli_burst import make_sure_it_runs
+from ._cli_control import add_control_commands, add_stdin_option, stdin_option
 from ._cli_format import (
     CliError,
     Out,
@@ -99,7 +100,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
             raise CliError(f"--env takes NAME=VALUE, not {item!r}")
         env[name] = value
     command = Command(
-        argv, cwd=args.cwd, env=env or None, shell=args.shell, retry=retry_option(args)
+        argv,
+        cwd=args.cwd,
+        env=env or None,
+        shell=args.shell,
+        retry=retry_option(args),
+        stdin=stdin_option(args),
     )
     return await _start_and_report(args, command, None)
 
@@ -352,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shell", action="store_true", help="run the command with /bin/sh -c")
     add_placement_options(run)
     add_retry_options(run)
+    add_stdin_option(run)
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG ...]")
 
     start = add("start", cmd_start, "start a step process described in a JSON file")
@@ -411,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     events = add("events", cmd_events, "follow the store's event log (until interrupted)")
     events.add_argument("--since", type=int, metavar="SEQ", help="from after this event")
     events.add_argument("--json", action="store_true", help="one JSON object a line")
+
+    add_control_commands(add, _manager)
 
     queue = add("queue", cmd_queue, "show queues, set a queue's limit, pause or resume it")
     add_queue_command(queue, lambda action: _store_option(action, argparse.SUPPRESS))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._clock import to_datetime
-from ..models import ErrorInfo, Event, ProcessInfo, Status
+from ..models import LIVE_STATUSES, ErrorInfo, Event, ProcessInfo, Status
 
 
 def _when(moment: Any) -> Any:
@@ -83,7 +83,7 @@ class ProcessRecord:
             progress=self.progress,
             progress_message=self.progress_message,
             exit_code=self.exit_code,
-            os_pid=self.os_pid if self.status is Status.RUNNING else None,
+            os_pid=self.os_pid if self.status in LIVE_STATUSES else None,
             attempts=self.attempts,
             timeout=self.timeout,
             output_size=self.output_size,
