@@ -29,6 +29,8 @@ B9 listing      (b9_list.py) list() with each single filter at 100,000 processes
                 each, and of the worst (target: under 5 ms).
 B10 schedules   (b10_schedule.py) an every=1 schedule fired by three workers: the delay
                 from each due time to its process's creation, median and p95.
+B11 input       (b11_input.py) send_input() from another OS process to a command's stdin:
+                the delay from the call to the command reading the bytes, median and p95.
 B12 events      (b12_events.py) events() here, changes made by another OS process: the
                 delay from the commit to the subscriber, median and p95.
 
@@ -80,6 +82,7 @@ from benchmarks import (  # noqa: E402
     b8_claim,
     b9_list,
     b10_schedule,
+    b11_input,
     b12_events,
 )
 from benchmarks.harness import (  # noqa: E402
@@ -114,6 +117,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
         b8_claim,
         b9_list,
         b10_schedule,
+        b11_input,
         b12_events,
     )
 }

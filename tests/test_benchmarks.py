@@ -44,6 +44,7 @@ KEYS = (
     "b9_list_meta_p99_ms",
     "b10_fire_delay_median_ms",
     "b10_fire_delay_p95_ms",
+    "b11_input_median_ms",
     "b12_event_median_ms",
 )
 INTERNALS_MEASURED = {"executor_startup.py"}
