@@ -15,9 +15,7 @@ from aiobgproc import PIPE, Command, Manager, Status
 from benchmarks.harness import BenchError, Benchmark, Context, ms, percentile, run_loop
 
 _READER: Final = (
-    "import sys, time\n"
-    "for line in sys.stdin:\n"
-    "    print(time.time() - float(line), flush=True)\n"
+    "import sys, time\nfor line in sys.stdin:\n    print(time.time() - float(line), flush=True)\n"
 )
 _SENDER: Final = """
 import asyncio, random, sys, time

@@ -37,7 +37,7 @@ class ProcessControls:
     def _wait_step(self, record: ProcessRecord) -> float:
         raise NotImplementedError
 
-    async def send_input(self, process_id: str, data: bytes) -> None:
+    async def send_input(self, process_id: str, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` to the stdin of a command started with ``stdin=PIPE`` (queued or
         running): stored at once, written by whoever runs it, in the order sent."""
         if not isinstance(data, bytes | bytearray | memoryview):
