@@ -4,8 +4,8 @@ Each manager starts one guard (a small Python process in its own session) and ke
 write end of its stdin. It tells the guard about every child it spawns ("watch") and every
 child that is gone ("forget"). When the manager dies, even by SIGKILL, the kernel closes that
 pipe; the guard reads EOF and terminates the sessions and tagged descendants of every child
-still watched (SIGTERM and SIGCONT, then SIGKILL one second later), then exits. A manager that closes
-normally has forgotten all its children first, so the guard exits quietly.
+still watched (SIGTERM and SIGCONT, then SIGKILL one second later), then exits. A manager
+that closes normally has forgotten all its children first, so the guard exits quietly.
 
 Run as a child of the manager only: ``python -I -S -c <boot> <package root>``.
 """

@@ -244,9 +244,7 @@ async def _attach(
     (None: already gone, nothing left to identify)."""
     loop = asyncio.get_running_loop()
     pipes = [os.fdopen(fd, "rb", buffering=0) for fd in read_fds]
-    readers = [
-        PipeReader(functools.partial(on_output, stream)) for stream in (STDOUT, STDERR)
-    ]
+    readers = [PipeReader(functools.partial(on_output, stream)) for stream in (STDOUT, STDERR)]
     connected = 0
     try:
         for reader, pipe in zip(readers, pipes, strict=True):
@@ -258,9 +256,7 @@ async def _attach(
         for pipe in pipes[connected:]:
             pipe.close()
         raise
-    return Child(
-        process=process, os_pid=process.pid, started=started, reader=PipeReaders(readers)
-    )
+    return Child(process=process, os_pid=process.pid, started=started, reader=PipeReaders(readers))
 
 
 def _same(reader: PipeReader) -> PipeReader:

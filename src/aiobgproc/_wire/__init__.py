@@ -25,8 +25,9 @@ socket, each message one marshal tuple.
                           status) when a child ends; ("warning", text).
     manager -> zygote     ("fork", request, changed_env, removed_env, cwd, job) with three
                           SCM_RIGHTS fds: the write ends of the stdout and stderr pipes and
-                          the executor's end of its channel (env, cwd and job are None when they would not fit
-                          one message: they then follow on the channel in a "run" frame).
+                          the executor's end of its channel (env, cwd and job are None
+                          when they would not fit one message: they then follow on the
+                          channel in a "run" frame).
 
 **Manager and guard** (``_os.guard`` and ``_child.guard``): the guard's stdin, one text line
 each: ``watch PID CREATE_TIME TAG`` for every child, ``forget PID`` when it is gone. EOF (the

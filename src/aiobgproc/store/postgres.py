@@ -370,9 +370,7 @@ class PostgresStore(SharedOperations):
             if status != "UPDATE 1":
                 raise Rollback
             for seq, stream, data in chunks:
-                await conn.execute(
-                    self._sql[sql.OUTPUT_CHUNK], claim.process_id, seq, stream, data
-                )
+                await conn.execute(self._sql[sql.OUTPUT_CHUNK], claim.process_id, seq, stream, data)
             return True
 
         return await self._write(body, False)
