@@ -31,6 +31,8 @@ B10 schedules   (b10_schedule.py) an every=1 schedule fired by three workers: th
                 from each due time to its process's creation, median and p95.
 B12 events      (b12_events.py) events() here, changes made by another OS process: the
                 delay from the commit to the subscriber, median and p95.
+B13 tail        (b13_tail.py) output(tail=1000) and output(stream="stderr", tail=10) of a
+                200 MB log (8 MB in smoke mode): median ms, and Python's allocation peak.
 
 What they share (sizes per mode, the --loop runner, CPU metering, timing helpers) is in
 harness.py, the store locations in stores.py, the table and the run's description in
@@ -81,6 +83,7 @@ from benchmarks import (  # noqa: E402
     b9_list,
     b10_schedule,
     b12_events,
+    b13_tail,
 )
 from benchmarks.harness import (  # noqa: E402
     CLEANING,
@@ -115,6 +118,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
         b9_list,
         b10_schedule,
         b12_events,
+        b13_tail,
     )
 }
 TARGETS: Final = {
