@@ -52,12 +52,13 @@ class Sizes:
     b5_calls: int
     b6_n: int
     b10_fires: int  # due times of B10's every=1 schedule
+    b13_bytes: int  # the log B13 reads the last lines of
 
 
 SIZES: Final = {
-    "full": Sizes(5, 500, 200, 200, 1000, 1024 * MIB, 100_000, 20_000, 1000, 20, 30),
-    "quick": Sizes(3, 300, 100, 100, 300, 256 * MIB, 100_000, 5_000, 300, 10, 10),
-    "smoke": Sizes(1, 20, 5, 3, 20, 16 * MIB, 2_000, 300, 20, 2, 2),
+    "full": Sizes(5, 500, 200, 200, 1000, 1024 * MIB, 100_000, 20_000, 1000, 20, 30, 200_000_000),
+    "quick": Sizes(3, 300, 100, 100, 300, 256 * MIB, 100_000, 5_000, 300, 10, 10, 200_000_000),
+    "smoke": Sizes(1, 20, 5, 3, 20, 16 * MIB, 2_000, 300, 20, 2, 2, 8_000_000),
 }
 
 

@@ -33,6 +33,8 @@ B11 input       (b11_input.py) send_input() from another OS process to a command
                 the delay from the call to the command reading the bytes, median and p95.
 B12 events      (b12_events.py) events() here, changes made by another OS process: the
                 delay from the commit to the subscriber, median and p95.
+B13 tail        (b13_tail.py) output(tail=1000) and output(stream="stderr", tail=10) of a
+                200 MB log (8 MB in smoke mode): median ms, and Python's allocation peak.
 
 What they share (sizes per mode, the --loop runner, CPU metering, timing helpers) is in
 harness.py, the store locations in stores.py, the table and the run's description in
@@ -84,6 +86,7 @@ from benchmarks import (  # noqa: E402
     b10_schedule,
     b11_input,
     b12_events,
+    b13_tail,
 )
 from benchmarks.harness import (  # noqa: E402
     CLEANING,
@@ -119,6 +122,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
         b10_schedule,
         b11_input,
         b12_events,
+        b13_tail,
     )
 }
 TARGETS: Final = {

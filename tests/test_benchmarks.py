@@ -46,6 +46,9 @@ KEYS = (
     "b10_fire_delay_p95_ms",
     "b11_input_median_ms",
     "b12_event_median_ms",
+    "b13_tail_ms",
+    "b13_stderr_tail_ms",
+    "b13_tail_peak_mb",
 )
 INTERNALS_MEASURED = {"executor_startup.py"}
 """Scripts that time aiobgproc's internals themselves (the executor's own start-up)."""

@@ -128,15 +128,19 @@ def test_start_a_spec_file_pause_and_proceed_with_data(
     assert json.loads(done.stdout)["output"] == {"x": 1, "tagged": True, "y": 2, "done": True}
 
 
-def test_logs_follow_streams_until_the_process_stops(
+def test_logs_tail_then_follow_streams_until_the_process_stops(
     store_path: StoreLocation, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    script = f'echo one; while [ ! -e "{gate}" ]; do sleep 0.02; done; echo two'
+    script = f'echo zero; echo one; while [ ! -e "{gate}" ]; do sleep 0.02; done; echo two'
     process_id = cli("run", "--", "sh", "-c", script, store=store_path).stdout.strip()
+    deadline = time.monotonic() + 30
+    while cli("logs", process_id, store=store_path).stdout != "zero\none\n":
+        assert time.monotonic() < deadline, "the command's first lines never came"
+        time.sleep(0.05)
     env = dict(os.environ, AIOBGPROC_STORE=str(store_path))
     follower = subprocess.Popen(
-        [sys.executable, "-m", "aiobgproc", "logs", "-f", process_id],
+        [sys.executable, "-m", "aiobgproc", "logs", "--tail", "1", "-f", process_id],
         stdout=subprocess.PIPE,
         env=env,
     )
@@ -152,6 +156,22 @@ def test_logs_follow_streams_until_the_process_stops(
             follower.wait()
         if follower.stdout is not None:
             follower.stdout.close()
+
+
+def test_logs_of_one_stream_its_last_lines_and_as_json(store_path: StoreLocation) -> None:
+    script = "printf 'o1\\no2\\no3\\n'; printf 'e1\\ne2\\n\\377' >&2"
+    process_id = cli("run", "--wait", "--", "sh", "-c", script, store=store_path).stdout.strip()
+    last_two = cli("logs", process_id, "--stream", "stdout", "--tail", "2", store=store_path)
+    assert last_two.stdout == "o2\no3\n"
+    as_json = cli("logs", process_id, "--json", store=store_path)
+    assert as_json.returncode == 0, as_json.stderr
+    chunks = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert {tuple(chunk) for chunk in chunks} == {("seq", "stream", "data")}
+    assert [chunk["seq"] for chunk in chunks] == sorted(chunk["seq"] for chunk in chunks)
+    for stream, text in (("stdout", "o1\no2\no3\n"), ("stderr", "e1\ne2\n\ufffd")):
+        assert "".join(chunk["data"] for chunk in chunks if chunk["stream"] == stream) == text
+    last = cli("logs", process_id, "--stream", "stderr", "--tail", "1", "--json", store=store_path)
+    assert [json.loads(line)["data"] for line in last.stdout.splitlines()] == ["\ufffd"]
 
 
 def test_list_is_a_plain_table_when_piped_and_json_on_request(store_path: StoreLocation) -> None:
@@ -185,6 +205,9 @@ def test_prune_deletes_old_terminal_processes(store_path: StoreLocation) -> None
         (("proceed", "x", "--data", "{oops"), "--data is not valid JSON"),
         (("start", "/no/such/spec.json"), "cannot read /no/such/spec.json"),
         (("list", "--status", "sleeping"), "invalid choice"),
+        (("logs", "x", "--stream", "both"), "invalid choice"),
+        (("logs", "x", "--tail", "0"), "--tail takes a number of lines >= 1, not 0"),
+        (("logs", "x", "--tail", "many"), "invalid int value"),
     ],
 )
 def test_errors_are_one_line_on_stderr_never_a_traceback(

@@ -100,6 +100,9 @@ async def test_a_version_1_store_is_migrated_in_place(v1_store: str) -> None:
         assert paused.output == {"v": 1, "a": True, "b": True}
         assert await client.output(FINISHED) == b"hello from v1\n"
         assert await client.output(FAILED) == b"oops\n"
+        # One pipe carried both streams before version 3: its chunks count as stdout.
+        assert await client.output(FAILED, stream="stdout", tail=1) == b"oops\n"
+        assert await client.output(FAILED, stream="stderr") == b""
         assert [queue.name for queue in await client.queues()] == ["default"]
         await client.proceed(INTERRUPTED, {"human": "yes"})
     async with Manager(v1_store, concurrency=2) as manager:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from aiobgproc import Command, Manager, Status
-from helpers.waiting import until_status, wait_for_file_command
+from helpers.waiting import until_output_contains, until_status, wait_for_file_command
 
 NOT_UTF8 = b"\xff\xfe\x00\xed\xa0\x80"
 BIG_BYTES = 50_000_000
@@ -44,13 +44,55 @@ async def test_output_of_a_silent_command_is_empty(manager: Manager) -> None:
     assert (await manager.info(process_id)).output_size == 0
 
 
-async def test_stdout_and_stderr_are_interleaved_in_arrival_order(manager: Manager) -> None:
-    script = "echo out1; echo err1 >&2; echo out2; echo err2 >&2; echo out3"
-    process_id = await manager.start(Command(["sh", "-c", script]))
-    await manager.wait_for(process_id, timeout=10)
-    expected = b"out1\nerr1\nout2\nerr2\nout3\n"
-    assert await manager.output(process_id) == expected
-    assert b"".join(await _collect(manager, process_id)) == expected
+# Writes out1, waits for $1; err1, waits for $2; then out2, and out3 err2 out4 in a burst.
+STEPPED_WRITER = (
+    "printf 'out1\\n'; while [ ! -e \"$1\" ]; do sleep 0.01; done;"
+    " printf 'err1\\n' >&2; while [ ! -e \"$2\" ]; do sleep 0.01; done;"
+    " printf 'out2\\n'; printf 'out3\\n'; printf 'err2\\n' >&2; printf 'out4\\n'"
+)
+
+
+def _interleaves(merged: bytes, first: bytes, second: bytes) -> bool:
+    """Whether ``merged`` is ``first`` and ``second`` interleaved, each in its own order."""
+    if len(merged) != len(first) + len(second):
+        return False
+    reachable = {0}  # after each prefix of merged: how many bytes of first it may have taken
+    for read, byte in enumerate(merged):
+        reachable = {
+            used + took
+            for used in reachable
+            for took in (0, 1)
+            if (took and used < len(first) and first[used] == byte)
+            or (not took and read - used < len(second) and second[read - used] == byte)
+        }
+    return len(first) in reachable
+
+
+async def test_each_stream_keeps_its_order_and_the_log_interleaves_both_as_read(
+    manager: Manager, tmp_path: Path
+) -> None:
+    """Two pipes: across them, the order is the order reads happened. Where the command
+    waits for its line to be read before it writes on the other stream, that order is exact;
+    a burst on both may be read in either order, each stream's own bytes in order."""
+    flags = [tmp_path / "one", tmp_path / "two"]
+    argv = ["sh", "-c", STEPPED_WRITER, "sh", *map(str, flags)]
+    process_id = await manager.start(Command(argv))
+    await until_output_contains(manager, process_id, b"out1\n")
+    flags[0].touch()
+    await until_output_contains(manager, process_id, b"err1\n")
+    flags[1].touch()
+    assert (await manager.wait_for(process_id, timeout=10)).status is Status.FINISHED
+
+    stdout, stderr = b"out1\nout2\nout3\nout4\n", b"err1\nerr2\n"
+    assert await manager.output(process_id, stream="stdout") == stdout
+    assert await manager.output(process_id, stream="stderr") == stderr
+    merged = await manager.output(process_id)
+    assert merged.startswith(b"out1\nerr1\nout2\n"), merged
+    assert _interleaves(merged, stdout, stderr), merged
+    assert b"".join(await _collect(manager, process_id)) == merged
+    async with asyncio.timeout(30):
+        only_stderr = [chunk async for chunk in manager.stream_output(process_id, stream="stderr")]
+    assert b"".join(only_stderr) == stderr
 
 
 @pytest.mark.parametrize(

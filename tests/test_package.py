@@ -71,6 +71,7 @@ LAYER = {
     "_schedule_controls": 3,
     "_restart": 3,
     "_event_log": 3,
+    "_output_reading": 3,
     "_output": 1,
     "_changes": 1,
     "_errorlog": 2,
@@ -89,6 +90,7 @@ LAYER = {
     # the outside
     "_cli_format": 2,
     "_cli_queues": 3,
+    "_cli_logs": 4,
     "_cli_schedules": 4,
     "_cli_burst": 9,
     "_cli_control": 9,

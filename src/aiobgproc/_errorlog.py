@@ -12,13 +12,22 @@ from .store import Store
 log = logging.getLogger(__name__)
 TAIL_LINES = 20
 _TAIL_BYTES = 64 * 1024
+_PAGE = 4
 
 
 async def append_error_block(path: str, store: Store, process_id: str, message: str | None) -> None:
     """Append: a line with the UTC time, the id and the message, then the output's last lines."""
     try:
-        chunks = await store.read_output(process_id)
-        tail = b"".join(data for _, data in chunks)[-_TAIL_BYTES:]
+        # Read from the end, a few chunks at a time: never the whole log of a failed process.
+        pieces: list[bytes] = []
+        before = None
+        while sum(map(len, pieces)) < _TAIL_BYTES:
+            page = await store.read_output_before(process_id, before, None, _PAGE)
+            pieces += [data for _, _, data in page]
+            if len(page) < _PAGE:
+                break
+            before = page[-1][0]
+        tail = b"".join(reversed(pieces))[-_TAIL_BYTES:]
         lines = tail.decode("utf-8", "backslashreplace").splitlines()[-TAIL_LINES:]
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         block = f"{stamp}\t{process_id}\t{message or 'failed'}\n"

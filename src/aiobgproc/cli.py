@@ -30,6 +30,7 @@ from ._cli_format import (
     show_info,
     show_table,
 )
+from ._cli_logs import add_logs_options, show_logs
 from ._cli_queues import (
     add_list_filters,
     add_placement_options,
@@ -142,15 +143,8 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
-    sink = sys.stdout.buffer
     async with _manager(args) as manager:
-        if args.follow:
-            async for chunk in manager.stream_output(args.id):
-                sink.write(chunk)
-                sink.flush()
-        else:
-            sink.write(await manager.output(args.id))
-            sink.flush()
+        await show_logs(manager, args)
     return EXIT_OK
 
 
@@ -378,9 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     add_list_filters(listing)
 
-    logs = add("logs", cmd_logs, "print a process's output")
-    logs.add_argument("id")
-    logs.add_argument("-f", "--follow", action="store_true", help="follow live output")
+    add_logs_options(add("logs", cmd_logs, "print a process's output"))
 
     wait = add("wait", cmd_wait, "wait until a process is interrupted or ends")
     wait.add_argument("id")

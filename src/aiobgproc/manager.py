@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
@@ -18,6 +18,7 @@ from ._event_log import EventLog
 from ._list_filter import list_filter
 from ._location import open_store
 from ._options import OptionsView, check_options
+from ._output_reading import OutputReading
 from ._process_controls import ProcessControls
 from ._queue_controls import QueueControls
 from ._restart import restart_process
@@ -46,7 +47,13 @@ DEFAULT_MAX_OUTPUT_BYTES: Final = 64 * 1024 * 1024
 
 
 class Manager(
-    QueueControls, ScheduleControls, EventLog, ProcessControls, WorkerControls, OptionsView
+    OutputReading,
+    QueueControls,
+    ScheduleControls,
+    EventLog,
+    ProcessControls,
+    WorkerControls,
+    OptionsView,
 ):
     """Runs commands and step processes in the background, with state in a store.
 
@@ -331,26 +338,6 @@ class Manager(
             before=before,
         )
         return [record.to_info() for record in await self._store.list_processes(where)]
-
-    async def output(self, process_id: str) -> bytes:
-        """Everything captured so far: stdout and stderr, interleaved as they arrived."""
-        await self._record(process_id)
-        return b"".join(data for _, data in await self._store.read_output(process_id))
-
-    async def stream_output(self, process_id: str) -> AsyncIterator[bytes]:
-        """Yield the output from the beginning, then live, until the process stops running."""
-        await self._record(process_id)
-        seq = -1
-        while True:
-            event = self._changes.event(process_id)
-            record = await self._record(process_id)
-            chunks = await self._store.read_output(process_id, seq)
-            for seq, data in chunks:  # noqa: B007 - seq is where the next read starts
-                yield data
-            if record.status not in (Status.QUEUED, *LIVE_STATUSES):
-                return
-            if not chunks:
-                await self._changes.wait(event, self._wait_step(record))
 
     def _wait_step(self, record: ProcessRecord) -> float:
         # A process run here notifies its waiters; another one is noticed by the watcher.

@@ -8,6 +8,7 @@ so the manager never loads aiosqlite or asyncpg through it (see docs/design.md).
 from __future__ import annotations
 
 from .protocol import (
+    Chunk,
     Claim,
     ListFilter,
     ManagerRecord,
@@ -19,6 +20,7 @@ from .protocol import (
 )
 
 __all__ = [
+    "Chunk",
     "Claim",
     "ListFilter",
     "ManagerRecord",

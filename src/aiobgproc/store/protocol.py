@@ -461,8 +461,18 @@ class Store(Protocol):
         ...
 
     async def read_output(
-        self, process_id: str, after_seq: int = -1
-    ) -> list[tuple[int, bytes]]: ...
+        self, process_id: str, after_seq: int = -1, stream: int | None = None
+    ) -> list[Chunk]:
+        """The chunks after ``after_seq``, oldest first: all of them, or only those of
+        ``stream`` (1 stdout, 2 stderr)."""
+        ...
+
+    async def read_output_before(
+        self, process_id: str, before_seq: int | None, stream: int | None, limit: int
+    ) -> list[Chunk]:
+        """Up to ``limit`` chunks before ``before_seq`` (None: the newest), newest first, of
+        ``stream`` when given: a page of the log read backwards."""
+        ...
 
     async def last_output_seq(self, process_id: str) -> int: ...
 

@@ -21,6 +21,7 @@ from ..errors import ProcessNotFoundError
 from ..models import Event, Status
 from . import sql
 from .protocol import (
+    Chunk,
     Claim,
     ListFilter,
     ManagerRecord,
@@ -31,6 +32,7 @@ from .protocol import (
 from .rows import dumps, event, manager_record, record, schedule_record, schedule_row
 
 SHORT_LIST: Final = 1000  # rows a listing may read in SQLite's event loop thread
+_LAST_SEQ: Final = 2**31 - 1
 
 
 class Rollback(Exception):
@@ -336,9 +338,29 @@ class SharedOperations:
 
     # -- output ------------------------------------------------------------------------------
 
-    async def read_output(self, process_id: str, after_seq: int = -1) -> list[tuple[int, bytes]]:
-        rows = await self._rows(self._sql[sql.READ_OUTPUT], (process_id, after_seq), long=True)
-        return [(int(row[0]), bytes(row[1])) for row in rows]
+    async def read_output(
+        self, process_id: str, after_seq: int = -1, stream: int | None = None
+    ) -> list[Chunk]:
+        params: tuple[Any, ...]
+        if stream is None:
+            statement, params = sql.READ_OUTPUT, (process_id, after_seq)
+        else:
+            statement, params = sql.READ_STREAM_OUTPUT, (process_id, stream, after_seq)
+        rows = await self._rows(self._sql[statement], params, long=True)
+        return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
+
+    async def read_output_before(
+        self, process_id: str, before_seq: int | None, stream: int | None, limit: int
+    ) -> list[Chunk]:
+        # seq is a 32-bit INTEGER on PostgreSQL: "up to the largest" is written as that.
+        last = _LAST_SEQ if before_seq is None else before_seq - 1
+        params: tuple[Any, ...]
+        if stream is None:
+            statement, params = sql.READ_OUTPUT_BACK, (process_id, last, limit)
+        else:
+            statement, params = sql.READ_STREAM_OUTPUT_BACK, (process_id, stream, last, limit)
+        rows = await self._rows(self._sql[statement], params, long=True)
+        return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
 
     async def last_output_seq(self, process_id: str) -> int:
         row = await self._row(self._sql[sql.LAST_OUTPUT_SEQ], (process_id,))

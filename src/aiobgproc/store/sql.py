@@ -16,6 +16,7 @@ The neutral form is SQL in which
 - ``{by_claimable}``, ``{by_delayed}`` and ``{by_status}`` name the index a claim's query must
   use: `` INDEXED BY ...`` in SQLite, whose planner (with no statistics) would take the
   status index and walk every queued row; nothing in PostgreSQL, whose planner does not.
+  ``{by_stream}`` likewise for reading one stream's output chunks.
 
 A store renders a statement by looking it up in its ``Dialect`` (rendered once, then
 memoised: the same few statements come back). Statements only one database runs live in
@@ -72,6 +73,7 @@ class Dialect(dict[str, str]):
                     ("claimable", "processes_claimable"),
                     ("delayed", "processes_delayed"),
                     ("status", "processes_by_status"),
+                    ("stream", "output_chunks_by_stream"),
                 )
             },
         }
@@ -410,9 +412,18 @@ OUTPUT_SIZE: Final = (
 OUTPUT_CHUNK: Final = (
     "INSERT INTO {output_chunks} (process_id, seq, stream, data) VALUES (?, ?, ?, ?)"
 )
-READ_OUTPUT: Final = (
-    "SELECT seq, data FROM {output_chunks} WHERE process_id = ? AND seq > ? ORDER BY seq"
+# Reads take (process_id, [stream,] seq[, limit]). On SQLite a chunk's stream is stored
+# after its data (an overflowed BLOB): a stream's chunks are found in output_chunks_by_stream,
+# never by reading each row's stream.
+_CHUNKS: Final = "SELECT seq, stream, data FROM {output_chunks} WHERE process_id = ?"
+_STREAM_CHUNKS: Final = (
+    "SELECT seq, stream, data FROM {output_chunks}{by_stream} WHERE process_id = ? AND stream = ?"
 )
+READ_OUTPUT: Final = _CHUNKS + " AND seq > ? ORDER BY seq"
+READ_STREAM_OUTPUT: Final = _STREAM_CHUNKS + " AND seq > ? ORDER BY seq"
+# Backwards, a page at a time (the last lines never load the whole log): up to seq, newest first.
+READ_OUTPUT_BACK: Final = _CHUNKS + " AND seq <= ? ORDER BY seq DESC LIMIT ?"
+READ_STREAM_OUTPUT_BACK: Final = _STREAM_CHUNKS + " AND seq <= ? ORDER BY seq DESC LIMIT ?"
 LAST_OUTPUT_SEQ: Final = "SELECT coalesce(max(seq), -1) FROM {output_chunks} WHERE process_id = ?"
 
 # -- requests of a process's owner: input, signals, suspend, resume ---------------------------
