@@ -48,6 +48,7 @@ from ._cli_schedules import (
     schedule_options,
     show_schedules,
 )
+from ._cli_web import add_web_command
 from .errors import AiobgprocError, WaitTimeoutError
 from .manager import Manager
 from .models import Command, Process, ProcessInfo, Status
@@ -412,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true", help="one JSON object a line")
 
     add_control_commands(add, _manager)
+    add_web_command(add)
 
     queue = add("queue", cmd_queue, "show queues, set a queue's limit, pause or resume it")
     add_queue_command(queue, lambda action: _store_option(action, argparse.SUPPRESS))
