@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..manager import Manager
 from . import _api, _pages
-from ._security import ASGIApp, Policy, security_headers
+from ._security import Policy, Receive, Scope, Send, with_headers
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -51,6 +51,23 @@ class ManagerHolder:
             await manager.close()
 
 
+class Dashboard:
+    """The ASGI application create_app returns (a Starlette app inside, with headers)."""
+
+    def __init__(self, app: Starlette, holder: ManagerHolder, root_path: str) -> None:
+        self.app = app
+        self._holder = holder
+        self._root_path = root_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await with_headers(self.app, self._root_path, scope, receive, send)
+
+    async def close(self) -> None:
+        """Close the store it opened (its lifespan does this when it runs; a Mount inside
+        another app does not run it: call this from that app's lifespan)."""
+        await self._holder.close()
+
+
 def create_app(
     store: str | os.PathLike[str] | None = None,
     *,
@@ -58,7 +75,7 @@ def create_app(
     token: str | None = None,
     read_only: bool = False,
     root_path: str = "",
-) -> ASGIApp:
+) -> Dashboard:
     """The dashboard: pages for people, a JSON API under ``/api/`` (docs/web.md)."""
     holder = ManagerHolder(store, manager)
     policy = Policy(token, read_only)
@@ -78,4 +95,4 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.holder = holder
     app.state.policy = policy
-    return security_headers(app, root_path.rstrip("/"))
+    return Dashboard(app, holder, root_path.rstrip("/"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -33,6 +33,7 @@ from ._html import (
 )
 from ._security import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, Policy, new_csrf_token
 
+_FORM_BYTES = 1 << 20
 LOG_LINES = 1000  # the last lines a process page shows (then it follows)
 
 
@@ -47,10 +48,17 @@ class Pages:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _token(self, request: Request) -> str:
+        """This browser's CSRF token: its cookie's, or a new one (set by _render)."""
+        token = getattr(request.state, "csrf", None)
+        if token is None:
+            token = request.state.csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        return str(token)
+
     def _render(
         self, request: Request, title: str, body: str, page: str, status_code: int = 200
     ) -> HTMLResponse:
-        token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        token = self._token(request)
         root = root_of(request)
         text = document(title, body, root=root, csrf=token, page=page)
         response = HTMLResponse(text, status_code=status_code)
@@ -71,8 +79,13 @@ class Pages:
         return RedirectResponse(f"{root_of(request)}{path}{suffix}", status_code=303)
 
     async def _csrf(self, request: Request) -> tuple[dict[str, Any], str | None]:
-        form = await request.form()
-        values = {key: value for key, value in form.items() if isinstance(value, str)}
+        # Our forms are urlencoded, small: parsed here (Starlette's parser needs another
+        # package, python-multipart, for what we never send).
+        raw = await request.body()
+        if len(raw) > _FORM_BYTES:
+            return {}, "a form larger than 1 MiB"
+        pairs = parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+        values = dict(pairs)
         token = values.get(CSRF_FIELD)
         return values, self.policy.cross_site(request, token)
 
@@ -147,7 +160,7 @@ class Pages:
         status_code: int = 200,
     ) -> HTMLResponse:
         root = root_of(request)
-        csrf = request.cookies.get(CSRF_COOKIE) or ""
+        csrf = self._token(request)
         log = "".join(
             [
                 f'<span class="{e(STREAM_NAMES.get(code, "stdout"))}">'
@@ -309,7 +322,7 @@ class Pages:
             return self._login_redirect(request)
         manager: Manager = await self.holder.get()
         root = root_of(request)
-        csrf = request.cookies.get(CSRF_COOKIE) or ""
+        csrf = self._token(request)
         rows = []
         for queue in await manager.queues():
             base = f"{root}/queues/{quote(queue.name, safe='')}"
@@ -385,7 +398,7 @@ class Pages:
     # -- login ------------------------------------------------------------------------------
 
     async def login_form(self, request: Request, error: str = "", status: int = 200) -> Response:
-        csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        csrf = self._token(request)
         target = request.query_params.get("next", "")
         body = (
             "<h1>Sign in</h1>"

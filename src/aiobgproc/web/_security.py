@@ -110,24 +110,23 @@ def _own_origin(request: Request) -> str:
     return f"{request.url.scheme}://{host}"
 
 
-def security_headers(app: ASGIApp, root_path: str) -> ASGIApp:
-    """Add HEADERS to every HTTP response; set ``root_path`` (a proxy's stripped prefix)."""
+async def with_headers(
+    app: ASGIApp, root_path: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Call ``app`` with HEADERS added to every HTTP response, and ``root_path`` (a proxy's
+    stripped prefix) added to the scope's."""
+    if root_path and scope["type"] in ("http", "websocket"):
+        scope = dict(scope)
+        scope["root_path"] = scope.get("root_path", "") + root_path
+    if scope["type"] != "http":
+        await app(scope, receive, send)
+        return
 
-    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if root_path and scope["type"] in ("http", "websocket"):
-            scope = dict(scope)
-            scope["root_path"] = scope.get("root_path", "") + root_path
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
+    async def send_with_headers(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            headers.extend(HEADERS)
+            message = {**message, "headers": headers}
+        await send(message)
 
-        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.extend(HEADERS)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, send_with_headers)
-
-    return wrapped
+    await app(scope, receive, send_with_headers)
