@@ -7,6 +7,7 @@
          -d '{"argv": ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 1; done"]}'
     curl -N localhost:8000/processes/ID/output        # Server-Sent Events, live
     curl localhost:8000/processes/ID
+    open http://localhost:8000/dashboard/               # the dashboard, mounted
 
 The Manager lives as long as the app: opened in the lifespan, closed at shutdown.
 """
@@ -31,6 +32,7 @@ from aiobgproc import (
     ProcessNotFoundError,
     Step,
 )
+from aiobgproc.web import create_app as create_dashboard
 
 
 class CommandIn(BaseModel):
@@ -59,13 +61,21 @@ class Started(BaseModel):
 def create_app(store: str | None = None) -> FastAPI:
     """The app, on ``store`` (default: $AIOBGPROC_STORE, else aiobgproc's default file)."""
 
+    # The dashboard, mounted under /dashboard: it opens the store on its first request and
+    # is closed here (a mounted app's own lifespan does not run).
+    dashboard = create_dashboard(
+        store or os.environ.get("AIOBGPROC_STORE"), token=os.environ.get("AIOBGPROC_WEB_TOKEN")
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Manager(store or os.environ.get("AIOBGPROC_STORE")) as manager:
             app.state.manager = manager
             yield
+        await dashboard.close()
 
     app = FastAPI(title="aiobgproc example", lifespan=lifespan)
+    app.mount("/dashboard", dashboard)
 
     def manager_of(request: Request) -> Manager:
         manager: Manager = request.app.state.manager

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount
 
@@ -222,3 +225,28 @@ async def test_mounted_under_a_prefix_and_opened_on_first_request(store_path: An
     async with served(proxied) as base, httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
         page = await http.get("/")
         assert 'href="/ops/static/app.css"' in page.text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "0.0.0.0"], "without a token"),
+        (["--host", "192.0.2.1", "--port", "80000"], "without a token"),
+        (["--port", "70000"], "--port"),
+    ],
+)
+async def test_the_web_command_refuses_an_open_host_without_a_token(
+    store_path: Any, args: list[str], message: str
+) -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "aiobgproc", "--store", str(store_path), "web", *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert message in lines[0]

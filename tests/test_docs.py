@@ -63,7 +63,7 @@ def test_testing_guide_example_passes_with_the_plugin(pytester: pytest.Pytester)
 def test_web_guide_quotes_the_example_app_verbatim() -> None:
     app = (ROOT / "examples" / "fastapi_app.py").read_text()
     quoted = blocks(DOCS / "web.md", "python")
-    assert len(quoted) == 3
+    assert len(quoted) == 3  # the mount, the routes, the output stream
     for block in quoted:
         assert block in app, block
 

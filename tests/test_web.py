@@ -120,3 +120,9 @@ async def test_cancel_and_unknown_ids_over_http(client: httpx.AsyncClient) -> No
     assert conflict.status_code == 409
     bad = await client.post("/commands", json={"argv": []})
     assert bad.status_code == 422
+    # The dashboard, mounted under /dashboard, shows it (same store, its own connection).
+    page = await client.get("/dashboard/")
+    assert page.status_code == 200
+    assert f'href="/dashboard/processes/{process_id}"' in page.text
+    info = await client.get(f"/dashboard/api/processes/{process_id}")
+    assert info.json()["status"] == "cancelled"

@@ -195,6 +195,7 @@ class Pages:
             f'<h1>Process <code>{e(info.id)}</code> <span id="status">{badge(info.status)}'
             "</span></h1>",
             f'<p class="error" id="flash">{e(error)}</p>' if error else "",
+            '<p class="notice" id="changed" hidden></p>',
             f"<dl>{field_rows(fields)}</dl>",
             self._steps(info),
             self._error(info),

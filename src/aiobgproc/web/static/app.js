@@ -106,11 +106,21 @@
     const events = new EventSource(root + "/api/events?process_id=" + encodeURIComponent(id));
     events.addEventListener("process", function (message) {
       const event = JSON.parse(message.data);
-      if (event.status !== current) {
-        events.close();
-        output.close();
-        window.location.reload();
+      if (event.status === current) return;
+      events.close();
+      const notice = document.getElementById("changed");
+      if (document.getElementById("proceed") && notice) {
+        // Someone is answering the proceed form: keep what they typed, say what happened.
+        notice.textContent = "This process is " + event.status + " now. ";
+        const again = document.createElement("a");
+        again.href = window.location.pathname;
+        again.textContent = "Reload";
+        notice.appendChild(again);
+        notice.hidden = false;
+        return;
       }
+      output.close();
+      window.location.reload();
     });
   }
 
