@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 import uuid
@@ -30,6 +31,28 @@ def pytest_asyncio_loop_factories(
     it on both)."""
     name, factory = loop_factory()
     return {name: factory}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On uvloop, only the tests that run on the chosen loop: coroutines, and the sync tests
+    of a module that drives helpers.loops.runner() (``DRIVES_THE_TEST_LOOP``). Any other sync
+    test runs nothing on it (its subprocesses and asyncio.run() use asyncio's own loop): it
+    ran in the asyncio pass already, and would only run again unchanged."""
+    if loop_factory()[0] == "asyncio":
+        return
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+    for item in items:
+        function = getattr(item, "function", None)
+        on_the_loop = (
+            function is None
+            or inspect.iscoroutinefunction(function)
+            or getattr(getattr(item, "module", None), "DRIVES_THE_TEST_LOOP", False)
+        )
+        (kept if on_the_loop else left_out).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
 
 
 def pytest_report_header(config: pytest.Config) -> str:

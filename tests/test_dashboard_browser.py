@@ -27,14 +27,11 @@ from helpers.served import free_port
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = [
-    pytest.mark.skipif(
-        CHROMIUM is None or CHROMEDRIVER is None,
-        reason="no browser here: Debian's chromium and chromium-driver are not installed"
-        " (.ci/run installs them: apt-get install chromium chromium-driver)",
-    ),
-    pytest.mark.loop_agnostic,  # no event loop in this process serves anything
-]
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="no browser here: Debian's chromium and chromium-driver are not installed"
+    " (.ci/run installs them: apt-get install chromium chromium-driver)",
+)
 TESTS = Path(__file__).resolve().parent
 WAIT = 30.0
 EVIL = '<img src=x onerror="document.title=1">&<b>bold</b>'

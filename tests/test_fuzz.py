@@ -37,6 +37,7 @@ from aiobgproc import (
 from aiobgproc.cli import main as cli_main
 from helpers.loops import runner
 
+DRIVES_THE_TEST_LOOP = True  # its sync tests run coroutines on helpers.loops.runner()
 FUZZ = settings(
     max_examples=100,
     # On CI, the same examples every run (a new finding must not turn an unrelated change
