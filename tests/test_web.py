@@ -3,50 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+
+from helpers.served import served
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from fastapi_app import create_app
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(str(tmp_path / "web.db")),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.ensure_future(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await serving
+    async with (
+        served(create_app(str(tmp_path / "web.db"))) as base,
+        httpx.AsyncClient(base_url=base, timeout=20) as http,
+    ):
+        yield http
 
 
 async def _wait_status(

@@ -78,7 +78,7 @@ class Pages:
         suffix = f"?{urlencode({'error': error})}" if error else ""
         return RedirectResponse(f"{root_of(request)}{path}{suffix}", status_code=303)
 
-    async def _csrf(self, request: Request) -> tuple[dict[str, Any], str | None]:
+    async def _csrf(self, request: Request) -> tuple[dict[str, str], str | None]:
         # Our forms are urlencoded, small: parsed here (Starlette's parser needs another
         # package, python-multipart, for what we never send).
         raw = await request.body()
@@ -268,14 +268,22 @@ class Pages:
             )
         return f'<div class="actions">{"".join(buttons)}</div>{proceed}'
 
-    async def act(self, request: Request) -> Response:
+    async def _change(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        """A form that changes something: its values, or the response that refuses it
+        (not signed in, read-only, cross-site)."""
         if not self.policy.authenticated(request):
-            return self._login_redirect(request)
+            return {}, self._login_redirect(request)
         if self.policy.read_only:
-            return self._forbidden(request, "This dashboard is read-only.")
+            return {}, self._forbidden(request, "This dashboard is read-only.")
         values, why = await self._csrf(request)
         if why is not None:
-            return self._forbidden(request, f"Refused: {why}.")
+            return {}, self._forbidden(request, f"Refused: {why}.")
+        return values, None
+
+    async def act(self, request: Request) -> Response:
+        values, refused = await self._change(request)
+        if refused is not None:
+            return refused
         manager: Manager = await self.holder.get()
         process_id, action = request.path_params["id"], request.path_params["action"]
         path = f"/processes/{process_id}"
@@ -369,13 +377,9 @@ class Pages:
         return self._render(request, "Queues", body, "queues")
 
     async def queue_act(self, request: Request) -> Response:
-        if not self.policy.authenticated(request):
-            return self._login_redirect(request)
-        if self.policy.read_only:
-            return self._forbidden(request, "This dashboard is read-only.")
-        values, why = await self._csrf(request)
-        if why is not None:
-            return self._forbidden(request, f"Refused: {why}.")
+        values, refused = await self._change(request)
+        if refused is not None:
+            return refused
         manager: Manager = await self.holder.get()
         name, action = request.path_params["name"], request.path_params["action"]
         try:
