@@ -141,3 +141,16 @@ async def _log_end(manager: Manager, process_id: str, size: int) -> bytes:
         assert len(page) == 16
         before = page[-1][0]
     return b"".join(reversed(pieces))
+
+
+async def test_stream_output_reads_a_long_log_a_page_at_a_time(manager: Manager) -> None:
+    # ~40 chunks (each at most 1 MiB): more than one page of the follower; all of it, once,
+    # in order, on each stream and both.
+    script = "head -c 20000000 /dev/zero | tr '\\0' o; head -c 20000000 /dev/zero | tr '\\0' e >&2"
+    process_id = await manager.start(Command(["sh", "-c", script]))
+    await manager.wait_for(process_id, timeout=60)
+    for stream, size in ((None, 40_000_000), ("stdout", 20_000_000), ("stderr", 20_000_000)):
+        followed = [chunk async for chunk in manager.stream_output(process_id, stream=stream)]
+        assert len(followed) > 16
+        assert sum(len(chunk) for chunk in followed) == size
+        assert b"".join(followed) == await manager.output(process_id, stream=stream)

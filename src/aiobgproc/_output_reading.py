@@ -20,6 +20,7 @@ _FOLLOWED: Final = LIVE_STATUSES | {Status.QUEUED}
 # Chunks read at once from the end: a chunk is at most the recorder's flush size (1 MiB), so
 # the last lines cost a few pages, and any page at most _PAGES[-1] MiB.
 _PAGES: Final = (1, 2, 4, 8)
+_FOLLOW_PAGE: Final = 16  # chunks stream_output() reads at once (each at most 1 MiB)
 
 
 def check_stream(stream: object) -> int | None:
@@ -125,10 +126,13 @@ class OutputReading:
         while True:
             event = self._changes.event(process_id)
             record = await self._record(process_id, full=False)
-            chunks = await self._store.read_output(process_id, seq, stream)
+            # A page at a time: following a long log from its start holds a page, not the log.
+            chunks = await self._store.read_output(process_id, seq, stream, _FOLLOW_PAGE)
             for chunk in chunks:
                 seq = chunk[0]
                 yield chunk
+            if len(chunks) == _FOLLOW_PAGE:
+                continue  # more is stored already
             if record.status not in _FOLLOWED:
                 return
             if not chunks:

@@ -461,10 +461,14 @@ class Store(Protocol):
         ...
 
     async def read_output(
-        self, process_id: str, after_seq: int = -1, stream: int | None = None
+        self,
+        process_id: str,
+        after_seq: int = -1,
+        stream: int | None = None,
+        limit: int | None = None,
     ) -> list[Chunk]:
         """The chunks after ``after_seq``, oldest first: all of them, or only those of
-        ``stream`` (1 stdout, 2 stderr)."""
+        ``stream`` (1 stdout, 2 stderr); at most ``limit`` of them when given."""
         ...
 
     async def read_output_before(

@@ -339,13 +339,19 @@ class SharedOperations:
     # -- output ------------------------------------------------------------------------------
 
     async def read_output(
-        self, process_id: str, after_seq: int = -1, stream: int | None = None
+        self,
+        process_id: str,
+        after_seq: int = -1,
+        stream: int | None = None,
+        limit: int | None = None,
     ) -> list[Chunk]:
         params: tuple[Any, ...]
         if stream is None:
             statement, params = sql.READ_OUTPUT, (process_id, after_seq)
         else:
             statement, params = sql.READ_STREAM_OUTPUT, (process_id, stream, after_seq)
+        if limit is not None:
+            statement, params = statement + " LIMIT ?", (*params, limit)
         rows = await self._rows(self._sql[statement], params, long=True)
         return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
 
