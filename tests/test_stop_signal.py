@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -56,3 +58,38 @@ async def test_a_bad_stop_signal_stores_nothing(store_url: str, value: Any, tmp_
         with pytest.raises(InvalidSpecError):
             await client.start(Command(["true"], stop_signal=value))
         assert await client.list() == []
+
+
+_IGNORING: Final = """
+import asyncio, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a script has it
+from aiobgproc import Command, Manager
+async def main(store, script):
+    async with Manager(store, grace_period=10.0) as manager:
+        process_id = await manager.start(Command(["sh", "-c", script], stop_signal=signal.SIGINT))
+        while b"ready" not in await manager.output(process_id):
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await manager.cancel(process_id)
+        print(round(time.monotonic() - started, 1), (await manager.output(process_id)).decode())
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_stop_signal_the_manager_ignores_still_reaches_the_command(
+    store_path: Path,
+) -> None:
+    # A signal ignored by the manager is ignored by its children from birth (a shell cannot
+    # even trap it): the command gets it back to its default first.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _IGNORING, str(store_path), SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seconds, output = done.stdout.split(" ", 1)
+    assert "got INT" in output
+    assert float(seconds) < 5.0  # not the 10 s grace period

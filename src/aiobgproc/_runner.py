@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
+import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -35,6 +38,21 @@ ATTEMPT_VARIABLE = "AIOBGPROC_ATTEMPT"
 """Set in every child's environment: which attempt at running the process this is (1, 2...)."""
 StopReason = Literal["cancelled", "closing", "lost"]
 _DRAIN_TIMEOUT = 0.5  # after the child exits, how long to wait for its pipe to close
+
+
+@functools.cache
+def _signal_resetting_env() -> str | None:
+    """GNU env (coreutils 8.31+), if it is here and takes --default-signal; asked once."""
+    env = shutil.which("env")
+    if env is None:
+        return None
+    try:
+        done = subprocess.run(
+            [env, "--default-signal=INT", "--", "true"], check=False, capture_output=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return env if done.returncode == 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +307,18 @@ class CommandRunner(Runner):
             Status.ERROR, message, error=error_dict(ErrorType.MANAGER_CLOSED, message)
         )
 
+    def _argv(self, spec: CommandSpec) -> list[str]:
+        """The argv to run. A signal this process ignores is ignored by its children from
+        birth, and a shell cannot even trap it: a manager started in the background of a
+        script (SIGINT ignored) would send a stop signal nobody can act on. Then GNU env
+        puts it back to its default before the command starts."""
+        stop = self._stop_signal()
+        if signal.getsignal(stop) is signal.SIG_IGN:
+            env = _signal_resetting_env()
+            if env is not None:
+                return [env, f"--default-signal={stop.name}", "--", *spec["argv"]]
+        return spec["argv"]
+
     def _stdin(self, spec: CommandSpec) -> StdinPipe | None:
         """The command's stdin pipe (None: /dev/null): open for send_input, or the bytes
         given to start, then closed."""
@@ -307,7 +337,7 @@ class CommandRunner(Runner):
         stdin = self._stdin(spec)
         try:
             child = await _spawn.spawn(
-                spec["argv"],
+                self._argv(spec),
                 on_output=recorder.feed,
                 cwd=spec.get("cwd"),
                 env=self._env(),
