@@ -124,6 +124,9 @@ async def test_signal_the_command_or_its_tree(manager: Manager) -> None:
     await until_output_contains(manager, process_id, b"child got USR1")
     with pytest.raises(InvalidSpecError):
         await manager.signal(process_id, 99999)
+    for stop_or_continue in (signal.SIGSTOP, signal.SIGCONT):  # suspend() and resume() do
+        with pytest.raises(InvalidSpecError, match="suspend"):
+            await manager.signal(process_id, stop_or_continue)
     with pytest.raises(InvalidSpecError):
         await manager.signal(process_id, signal.SIGUSR1, tree="yes")  # type: ignore[arg-type]
     await manager.cancel(process_id)
@@ -245,6 +248,7 @@ async def test_cli_controls(store_url: str, tmp_path: Path) -> None:
         assert info.exit_code == -signal.SIGUSR2
         # Bad input: one line, the usage exit code, nothing changed.
         for args in (
+            ("signal", ticker, "999"),
             ("signal", ticker, "SIGNOPE"),
             ("suspend", ticker),
             ("input", piped, "--close"),

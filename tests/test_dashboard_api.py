@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -16,7 +17,7 @@ from starlette.routing import Mount
 
 from aiobgproc import Command, Manager, Process, Status, Step
 from aiobgproc.web import create_app
-from helpers.served import served
+from helpers.served import free_port, served
 from helpers.waiting import until_output_contains, until_status
 
 WAIT = 30.0
@@ -70,8 +71,16 @@ async def test_api_reads_acts_and_maps_errors(store_url: str) -> None:
             assert (await http.post("/api/processes/nope/cancel")).status_code == 404
             assert (await http.get("/api/processes", params={"status": "x"})).status_code == 422
             assert (await http.get("/api/processes", params={"limit": "z"})).status_code == 422
-            bad_tail = await http.get(f"/api/processes/{done}/output", params={"tail": "0"})
-            assert bad_tail.status_code == 422
+            assert (await http.get("/api/processes", params={"limit": "0"})).status_code == 422
+            sse = {"accept": "text/event-stream"}
+            for bad in ({"tail": "0"}, {"stream": "bogus"}):
+                for headers in ({}, sse):  # the live stream too: 422 before it starts
+                    response = await http.get(
+                        f"/api/processes/{done}/output", params=bad, headers=headers
+                    )
+                    assert response.status_code == 422, (bad, headers)
+            unknown = await http.get("/api/events", params={"process_id": "0" * 32})
+            assert unknown.status_code == 404
             assert (await http.post(f"/api/processes/{done}/proceed")).status_code == 409
             assert (await http.post(f"/api/processes/{done}/suspend")).status_code == 409
             not_json = await http.post(f"/api/processes/{paused}/proceed", content=b"{nope")
@@ -233,20 +242,78 @@ async def test_mounted_under_a_prefix_and_opened_on_first_request(store_path: An
         (["--host", "0.0.0.0"], "without a token"),
         (["--host", "192.0.2.1", "--port", "80000"], "without a token"),
         (["--port", "70000"], "--port"),
+        (["--store-is-a-directory"], "is a directory"),
+        (["--port-in-use"], "cannot serve on"),
     ],
 )
-async def test_the_web_command_refuses_an_open_host_without_a_token(
-    store_path: Any, args: list[str], message: str
+async def test_the_web_command_refuses_bad_input_in_one_line(
+    store_path: Any, tmp_path: Any, args: list[str], message: str
 ) -> None:
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "aiobgproc", "--store", str(store_path), "web", *args],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    store = str(tmp_path) if args == ["--store-is-a-directory"] else str(store_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        if args[0].startswith("--store"):
+            args = []
+        elif args == ["--port-in-use"]:
+            args = ["--port", str(taken.getsockname()[1])]
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "aiobgproc", "--store", store, "web", *args],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
     assert result.returncode == 2
+    assert result.stdout == ""  # no "serving on" line before the refusal
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert message in lines[0]
+
+
+async def test_the_served_dashboard_refuses_a_rebinding_host_and_a_bad_store(
+    store_path: Any, tmp_path: Any
+) -> None:
+    async with Manager(store_path) as manager:
+        failed = await manager.start(
+            Process({"boom": Step("stepmods.failing:raise_value_error")}), label="x y"
+        )
+        await manager.wait_for(failed, timeout=WAIT)
+        quoted = await manager.start(Command(["echo", "two words"]))
+        await manager.wait_for(quoted, timeout=WAIT)
+    port = free_port()
+    web = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "aiobgproc", "--store", str(store_path), "web"],
+        *["--port", str(port)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert web.stdout is not None
+        line = await asyncio.wait_for(web.stdout.readline(), WAIT)
+        assert f"127.0.0.1:{port}" in line.decode()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
+            # Without a token, only a loopback Host: a page elsewhere whose name resolves
+            # to 127.0.0.1 (DNS rebinding) is not the dashboard's own site.
+            evil = await http.get("/api/processes", headers={"host": f"evil.example:{port}"})
+            assert evil.status_code == 400
+            near = await http.get("/api/processes", headers={"host": f"localhost:{port}"})
+            assert near.status_code == 200
+            page = await http.get(f"/processes/{failed}")
+            assert 'class="step failed"' in page.text  # the step that raised
+            assert "ValueError" in page.text
+            listing = await http.get("/")
+            assert "echo &#x27;two words&#x27;" in listing.text  # quoted as a shell would
+    finally:
+        web.terminate()
+        await asyncio.wait_for(web.communicate(), WAIT)
+    # In an app of one's own, a store that cannot be opened says so: 503, no traceback.
+    broken = create_app(str(tmp_path))
+    async with served(broken) as base, httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
+        api = await http.get("/api/processes")
+        assert api.status_code == 503
+        assert "directory" in api.json()["error"]
+        page = await http.get("/")
+        assert page.status_code == 503
+        assert "Traceback" not in page.text

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from aiobgproc import Command, Event, InvalidSpecError, Manager, Process, Status, Step
+from aiobgproc import (
+    Command,
+    Event,
+    InvalidSpecError,
+    Manager,
+    Process,
+    ProcessNotFoundError,
+    Status,
+    Step,
+)
 from helpers.procs import TESTS_DIR
 
 WAIT = 30.0
@@ -121,3 +130,8 @@ async def test_bad_event_filters(store_url: str) -> None:
         ):
             with pytest.raises(InvalidSpecError):
                 client.events(**options)
+        # An unknown process id: ProcessNotFoundError, as everywhere (on the first step: the
+        # store is asked then), not a stream that waits forever.
+        for unknown in ("0" * 32, "nope"):
+            with pytest.raises(ProcessNotFoundError):
+                await anext(aiter(client.events(since=0, process_id=unknown)))

@@ -7,7 +7,7 @@ from typing import Final
 
 from ._changes import ANY, Changes
 from ._start_options import check_queue, valid_id
-from .errors import InvalidSpecError
+from .errors import InvalidSpecError, ProcessNotFoundError
 from .models import Event
 from .store import Store
 
@@ -41,8 +41,6 @@ class EventLog:
             raise InvalidSpecError(f"since must be an event's seq (0 to 2**63 - 1), not {since}")
         if process_id is not None and not isinstance(process_id, str):
             raise InvalidSpecError(f"process_id must be a string, not {process_id!r}")
-        if process_id is not None and not valid_id(process_id):
-            process_id = ""  # names no process: its events are none
         wanted_queue = None if queue is None else check_queue(queue)
         # "From now on" is from this call, not from the first iteration (a generator starts
         # late): the store marks the moment now (see Store.events_from_now).
@@ -58,6 +56,10 @@ class EventLog:
     ) -> AsyncIterator[Event]:
         last = await start if start is not None else since
         assert last is not None
+        if process_id is not None and (
+            not valid_id(process_id) or await self._store.get(process_id, full=False) is None
+        ):
+            raise ProcessNotFoundError(process_id)
         while True:
             # Taken before the read: a change committed meanwhile still wakes the wait.
             woken = self._changes.event(ANY)

@@ -68,6 +68,11 @@ class ProcessControls:
         """Send ``signum`` to the running command (or step executor); ``tree=True``: to
         every process of its tree."""
         number = check_signal(signum, "signum")
+        if number in (_signal.SIGSTOP, _signal.SIGCONT):
+            raise InvalidSpecError(
+                "stop and continue a process with suspend() and resume(): they keep its"
+                " status and its timeout's clock right"
+            )
         if not isinstance(tree, bool):
             raise InvalidSpecError(f"tree must be True or False, not {tree!r}")
         await self._control(process_id, "signal-tree" if tree else "signal", number, Status.RUNNING)
@@ -129,6 +134,8 @@ def signal_number(value: Any) -> int:
     """A signal given by name (``SIGUSR1``, ``USR1``, any case) or number, as its number."""
     text = str(value).strip()
     if text.lstrip("-").isdigit():
+        if int(text) not in {int(sig) for sig in _signal.valid_signals()}:
+            raise InvalidSpecError(f"no signal number {text}")
         return int(text)
     name = text.upper()
     name = name if name.startswith("SIG") else "SIG" + name

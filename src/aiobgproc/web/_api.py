@@ -14,12 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .._output_reading import STREAM_NAMES, output_chunks
+from .._output_reading import STREAM_NAMES, check_stream, check_tail, output_chunks
 from ..errors import (
     InvalidSpecError,
     InvalidStateError,
     ProcessNotFoundError,
     ScheduleNotFoundError,
+    StoreError,
 )
 from ..manager import Manager
 from ._security import Policy
@@ -55,6 +56,8 @@ def guarded(holder: Any, policy: Policy, handler: Handler, *, write: bool = Fals
             return problem(409, str(exc))
         except InvalidSpecError as exc:
             return problem(422, str(exc))
+        except StoreError as exc:  # the store cannot be opened or read: say why, no traceback
+            return problem(503, str(exc))
 
     return endpoint
 
@@ -73,10 +76,8 @@ def list_options(request: Request) -> dict[str, Any]:
     """list()'s arguments from the query string (status repeated or comma-separated)."""
     params = request.query_params
     statuses = [part for value in params.getlist("status") for part in value.split(",") if part]
-    options: dict[str, Any] = {
-        "status": statuses or None,
-        "limit": whole_number(request, "limit") or 50,
-    }
+    limit = whole_number(request, "limit")
+    options: dict[str, Any] = {"status": statuses or None, "limit": 50 if limit is None else limit}
     for name in ("queue", "label", "key", "before"):
         if params.get(name):
             options[name] = params[name]
@@ -112,6 +113,8 @@ async def process_output(request: Request, manager: Manager) -> Response:
     process_id = request.path_params["id"]
     stream = request.query_params.get("stream") or None
     tail = whole_number(request, "tail")
+    check_stream(stream)  # bad input is 422 before anything is sent
+    check_tail(tail)
     if not wants_events(request):
         return Response(
             await manager.output(process_id, stream=stream, tail=tail),
@@ -173,10 +176,11 @@ async def resume(request: Request, manager: Manager) -> Response:
 
 async def events(request: Request, manager: Manager) -> Response:
     since = whole_number(request, "since")
+    process_id = request.query_params.get("process_id") or None
+    if process_id is not None:
+        await manager.info(process_id)  # 404 before the stream starts
     stream = manager.events(
-        since=since,
-        process_id=request.query_params.get("process_id") or None,
-        queue=request.query_params.get("queue") or None,
+        since=since, process_id=process_id, queue=request.query_params.get("queue") or None
     )
 
     async def lines() -> AsyncIterator[bytes]:

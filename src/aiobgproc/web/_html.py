@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,7 +31,7 @@ def age(moment: datetime | None, now: datetime | None = None) -> str:
 def what(info: ProcessInfo) -> str:
     """What the process is: its command line, or its step names."""
     if info.command is not None:
-        return " ".join(info.command)
+        return shlex.join(info.command)
     return " → ".join(info.steps)
 
 

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .._output_reading import STREAM_NAMES, output_chunks
-from ..errors import AiobgprocError, InvalidSpecError, ProcessNotFoundError
+from ..errors import AiobgprocError, InvalidSpecError, ProcessNotFoundError, StoreError
 from ..manager import Manager
 from ..models import LIVE_STATUSES, ProcessInfo, Status
 from ._api import list_options
@@ -214,8 +214,15 @@ class Pages:
         items = []
         for index, name in enumerate(info.steps):
             state = "done" if index < info.steps_done else "pending"
-            if index == info.steps_done and info.status in LIVE_STATUSES:
-                state = "current"
+            if index == info.steps_done:
+                if info.status in LIVE_STATUSES:
+                    state = "current"
+                elif info.status in (Status.ERROR, Status.TIMEOUT):
+                    state = "failed"
+                elif info.status is Status.CANCELLED:
+                    state = "stopped"
+                elif info.status is Status.INTERRUPTED:
+                    state = "paused"
             items.append(f'<li class="step {state}">{e(name)}</li>')
         progress = ""
         if info.progress is not None:
@@ -314,13 +321,14 @@ class Pages:
             await manager.proceed(process_id, data)
         except (ValueError, AiobgprocError) as exc:
             info = await manager.info(process_id)
+            bad_input = isinstance(exc, ValueError)  # InvalidSpecError is one too
             return await self._process_page(
                 request,
                 manager,
                 info,
                 f"Could not proceed: {exc}",
                 proceed_text=text,
-                status_code=409,
+                status_code=422 if bad_input else 409,
             )
         return self._back(request, f"/processes/{process_id}")
 
@@ -445,15 +453,33 @@ class Pages:
         return response
 
 
+def _unavailable(handler: Any) -> Any:
+    """A store that cannot be opened or read: a page that says why (503), no traceback."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            response: Response = await handler(request)
+        except StoreError as exc:
+            body = f'<h1>Store unavailable</h1><p class="error">{e(exc)}</p>'
+            text = document("Store unavailable", body, root=root_of(request), csrf="", page="error")
+            return HTMLResponse(text, status_code=503)
+        return response
+
+    return endpoint
+
+
 def routes(holder: Any, policy: Policy) -> list[Route]:
     pages = Pages(holder, policy)
     return [
-        Route("/", pages.index, methods=["GET"]),
-        Route("/processes/{id}", pages.process, methods=["GET"]),
-        Route("/processes/{id}/{action}", pages.act, methods=["POST"]),
-        Route("/queues", pages.queues, methods=["GET"]),
-        Route("/queues/{name}/{action}", pages.queue_act, methods=["POST"]),
-        Route("/login", pages.login_form, methods=["GET"]),
-        Route("/login", pages.login, methods=["POST"]),
-        Route("/logout", pages.logout, methods=["POST"]),
+        Route(path, _unavailable(handler), methods=[method])
+        for path, handler, method in (
+            ("/", pages.index, "GET"),
+            ("/processes/{id}", pages.process, "GET"),
+            ("/processes/{id}/{action}", pages.act, "POST"),
+            ("/queues", pages.queues, "GET"),
+            ("/queues/{name}/{action}", pages.queue_act, "POST"),
+            ("/login", pages.login_form, "GET"),
+            ("/login", pages.login, "POST"),
+            ("/logout", pages.logout, "POST"),
+        )
     ]

@@ -31,8 +31,15 @@
     return span;
   }
 
+  function quote(arg) {
+    // As Python's shlex.quote (the server renders the first page with it).
+    if (arg === "") return "''";
+    if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
+    return "'" + arg.replace(/'/g, "'\"'\"'") + "'";
+  }
+
   function what(info) {
-    return info.command ? info.command.join(" ") : info.steps.join(" → ");
+    return info.command ? info.command.map(quote).join(" ") : info.steps.join(" → ");
   }
 
   function renderRows(tbody, processes) {
@@ -72,9 +79,13 @@
         });
     }
     const source = new EventSource(root + "/api/events");
-    source.addEventListener("process", function () {
+    function soon() {
       if (pending === null) pending = setTimeout(refresh, 150);
-    });
+    }
+    // The stream starts from its connection: what changed since the page was made is read
+    // once it is open (and again after a reconnection).
+    source.addEventListener("open", soon);
+    source.addEventListener("process", soon);
     setInterval(function () {
       document.querySelectorAll("#processes time").forEach(function (time) {
         time.textContent = age(time.dateTime);
