@@ -282,3 +282,14 @@ async def test_a_manager_killed_while_suspended_leaves_no_stopped_tree(
             )
     finally:
         owner.stop()
+
+
+async def test_a_signal_that_ends_the_command_is_still_answered(manager: Manager) -> None:
+    # The owner answers a request before it records the end the request caused: the call
+    # returns (it was done), it does not report the process as ended.
+    for tree in (False, True, False):
+        process_id = await manager.start(Command(["sh", "-c", "echo ready; exec sleep 30"]))
+        await until_output_contains(manager, process_id, b"ready")
+        await manager.signal(process_id, signal.SIGTERM, tree=tree)
+        info = await manager.wait_for(process_id, timeout=WAIT)
+        assert info.exit_code == -signal.SIGTERM

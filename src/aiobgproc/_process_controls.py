@@ -113,12 +113,14 @@ class ProcessControls:
         deadline = _clock.monotonic() + ANSWER_SECONDS
         while True:
             event = self._changes.event(record.id)
+            # The process first, then the answer: its owner answers before it records the
+            # end, so an end seen here means the answer read next is final.
+            current = await self._record(record.id, full=False)
             answer = await self._store.control_result(seq)
             if answer is not None and answer[0]:
                 if answer[1] is not None:
                     raise InvalidStateError(answer[1])
                 return
-            current = await self._record(record.id, full=False)
             if current.status not in LIVE_STATUSES or current.claim_token != record.claim_token:
                 raise InvalidStateError(f"process {record.id} is {current.status} now")
             remaining = deadline - _clock.monotonic()

@@ -24,6 +24,7 @@ from .store import Claim, ProcessRecord, Store
 
 log = logging.getLogger(__name__)
 
+_FINISH_SECONDS = 5.0  # how long the end of a run waits for a request being carried out
 SUSPEND: tuple[Status, Status] = (Status.RUNNING, Status.SUSPENDED)
 RESUME: tuple[Status, Status] = (Status.SUSPENDED, Status.RUNNING)
 
@@ -60,26 +61,36 @@ class RunControls:
         self._input_seq = 0  # the last input handed to the pipe
         self._forgotten = 0  # ... and the last one the store has forgotten
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     async def stop(self) -> None:
+        """Stop taking requests. One being carried out is finished and answered first (a
+        signal that ended the command is still a signal sent), within a bound."""
         task, self._task = self._task, None
+        self._stopping = True
+        self.event.set()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            try:
+                await asyncio.wait_for(asyncio.shield(task), _FINISH_SECONDS)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.stdin is not None:
             self.stdin.abort()
 
     async def _serve(self) -> None:
         record = self.runner.record
-        while True:
+        while not self._stopping:
             try:
                 await self.apply()
             except StoreError:
                 log.exception("process %s: could not read its requests", record.id)
+            if self._stopping:
+                return
             await self.event.wait()
             self.event.clear()
 
