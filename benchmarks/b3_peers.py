@@ -70,43 +70,47 @@ def _huey_e2e(
     return count / (time.perf_counter() - started)
 
 
-def huey_figures(context: Context) -> Rates:
-    """huey's rates, or None for both when huey is not installed."""
-    if importlib.util.find_spec("huey") is None:
-        say("  b3: huey is not importable: its figures and the ratios are null")
-        return None, None
-    sizes, children, scratch = context.sizes, context.children, context.scratch
-    database = scratch / "huey.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
-    os.environ[HUEY_DB_VARIABLE] = str(database)  # read by huey_tasks, here and in the consumer
-    tasks = importlib.import_module("benchmarks.huey_tasks")
-    if Path(tasks.huey.storage.filename) != database:
-        raise BenchError("benchmarks.huey_tasks was imported before its database was chosen")
-    log = (scratch / "huey-consumer.log").open("wb")
-    consumer = children.start(
-        _huey_consumer_argv(), cwd=ROOT, env=child_env(), stdout=log, stderr=log
-    )
-    spawn_rates: list[float] = []
-    noop_rates: list[float] = []
-    try:
-        # Warm it: the consumer and both workers are up, and both tasks have run once.
-        _huey_wait([tasks.noop(0), tasks.spawn_true()], consumer, 60.0)
-        _huey_wait([tasks.noop(index) for index in range(8)], consumer, 60.0)
-        for rep in range(sizes.reps):
-            spawn_rates.append(_huey_e2e(lambda _: tasks.spawn_true(), sizes.b3_n, consumer))
-            noop_rates.append(_huey_e2e(tasks.noop, sizes.b3_n, consumer))
-            say(
-                f"  b3 rep {rep + 1}: huey spawn {spawn_rates[-1]:.0f}/s,"
-                f" in-process {noop_rates[-1]:.0f}/s"
-            )
-    except BenchError:
-        say((scratch / "huey-consumer.log").read_text(errors="replace")[-2000:])
-        raise
-    finally:
-        children.stop(consumer)
-        log.close()
-    return _medians(spawn_rates, noop_rates)
+class HueyPeer:
+    """huey, measured one repetition at a time (its consumer started for each and stopped
+    after, so that it polls only while it is measured): B3 interleaves it with ours."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.tasks: Any = None
+        if importlib.util.find_spec("huey") is None:
+            say("  b3: huey is not importable: its figures and the ratios are null")
+            return
+        database = context.scratch / "huey.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        os.environ[HUEY_DB_VARIABLE] = str(database)  # read by huey_tasks, here and there
+        self.tasks = importlib.import_module("benchmarks.huey_tasks")
+        if Path(self.tasks.huey.storage.filename) != database:
+            raise BenchError("benchmarks.huey_tasks was imported before its database was chosen")
+
+    def measure(self) -> Rates:
+        """One repetition: (the spawning task's rate, the no-op task's), or Nones."""
+        tasks, context = self.tasks, self.context
+        if tasks is None:
+            return None, None
+        log = (context.scratch / "huey-consumer.log").open("wb")
+        consumer = context.children.start(
+            _huey_consumer_argv(), cwd=ROOT, env=child_env(), stdout=log, stderr=log
+        )
+        count = context.sizes.b3_n
+        try:
+            # Warm it: the consumer and both workers are up, and both tasks have run once.
+            _huey_wait([tasks.noop(0), tasks.spawn_true()], consumer, 60.0)
+            _huey_wait([tasks.noop(index) for index in range(8)], consumer, 60.0)
+            spawn = _huey_e2e(lambda _: tasks.spawn_true(), count, consumer)
+            noop = _huey_e2e(tasks.noop, count, consumer)
+        except BenchError:
+            say((context.scratch / "huey-consumer.log").read_text(errors="replace")[-2000:])
+            raise
+        finally:
+            context.children.stop(consumer)
+            log.close()
+        return spawn, noop
 
 
 # -- procrastinate (PostgreSQL) -------------------------------------------------------------------

@@ -24,7 +24,7 @@ import time
 from typing import Any, Final
 
 from aiobgproc import Manager, Process, Step
-from benchmarks.b3_peers import huey_figures, postgres_peers
+from benchmarks.b3_peers import HueyPeer, postgres_peers
 from benchmarks.harness import (
     TRIVIAL_MODULE,
     TRIVIAL_STEP,
@@ -59,26 +59,56 @@ async def _step_throughput(stores: AnyStores, count: int) -> float:
         return count / (time.perf_counter() - started)
 
 
+def _median(rates: list[float | None]) -> float | None:
+    known = [rate for rate in rates if rate is not None]
+    return statistics.median(known) if known else None
+
+
+def pair_ratios(ours: list[float], theirs: list[float | None]) -> tuple[float | None, Any]:
+    """The median of the ratios of each pair (ours, theirs measured next to it), and their
+    range [lowest, highest]; None and None without the peer."""
+    ratios = [mine / peer for mine, peer in zip(ours, theirs, strict=False) if peer]
+    if not ratios:
+        return None, None
+    return round(statistics.median(ratios), 3), [round(min(ratios), 3), round(max(ratios), 3)]
+
+
 def run(context: Context) -> dict[str, Any]:
+    """ours, huey, ours, huey, ...: each ratio is of a pair measured side by side, so that
+    the machine's drift over the run moves both (issue 19)."""
     sizes, stores = context.sizes, context.stores
     ours: list[float] = []
-    ours_rate: float | None = None
+    spawn_rates: list[float | None] = []
+    noop_rates: list[float | None] = []
     failure: Exception | None = None
-    try:
-        for rep in range(sizes.reps):
-            ours.append(run_loop(_step_throughput(stores, sizes.b3_n)))
-            say(f"  b3 rep {rep + 1}: ours {ours[-1]:.0f}/s")
-        ours_rate = statistics.median(ours)
-    except Exception as exc:
-        if not isinstance(stores, PostgresStores):
-            raise
-        # On PostgreSQL the peers' figures are worth having all the same.
-        failure = exc
-        say(f"  b3: ours failed ({type(exc).__name__}: {exc}); the peers are measured anyway")
-    spawn_rate, noop_rate = huey_figures(context)
+    huey = HueyPeer(context)
+    for rep in range(sizes.reps):
+        if failure is None:
+            try:
+                ours.append(run_loop(_step_throughput(stores, sizes.b3_n)))
+            except Exception as exc:
+                if not isinstance(stores, PostgresStores):
+                    raise
+                # On PostgreSQL the peers' figures are worth having all the same.
+                failure = exc
+                say(f"  b3: ours failed ({type(exc).__name__}: {exc}); the peers go on")
+        spawn, noop = huey.measure()
+        spawn_rates.append(spawn)
+        noop_rates.append(noop)
+        say(
+            f"  b3 rep {rep + 1}: ours {ours[-1] if len(ours) > rep else float('nan'):.0f}/s,"
+            f" huey spawn {spawn or float('nan'):.0f}/s, in-process {noop or float('nan'):.0f}/s"
+        )
+    ours_rate = statistics.median(ours) if ours and failure is None else None
+    spawn_rate = _median(spawn_rates)
+    noop_rate = _median(noop_rates)
+    spawn_ratio, spawn_range = pair_ratios(ours, spawn_rates) if ours_rate else (None, None)
+    noop_ratio, noop_range = pair_ratios(ours, noop_rates) if ours_rate else (None, None)
     figures = {
-        "b3_ratio_vs_huey": ratio(ours_rate, spawn_rate),
-        "b3_ratio_vs_huey_inproc": ratio(ours_rate, noop_rate),
+        "b3_ratio_vs_huey": spawn_ratio,
+        "b3_ratio_vs_huey_range": spawn_range,
+        "b3_ratio_vs_huey_inproc": noop_ratio,
+        "b3_ratio_vs_huey_inproc_range": noop_range,
         "b3_ours_per_s": rounded(ours_rate),
         "b3_huey_spawn_per_s": rounded(spawn_rate),
         "b3_huey_inproc_per_s": rounded(noop_rate),
@@ -104,7 +134,9 @@ BENCHMARK: Final = Benchmark(
     run,
     keys=(
         "b3_ratio_vs_huey",
+        "b3_ratio_vs_huey_range",
         "b3_ratio_vs_huey_inproc",
+        "b3_ratio_vs_huey_inproc_range",
         "b3_ours_per_s",
         "b3_huey_spawn_per_s",
         "b3_huey_inproc_per_s",

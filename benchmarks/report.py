@@ -98,13 +98,16 @@ def table(figures: dict[str, Any], names: Sequence[str], targets: Targets) -> st
         keys = [key for key in figures if key.startswith(f"{name}_")]
         for key in keys:
             value = figures[key]
-            shown = (
-                "null"
-                if value is None
-                else f"{value:,}"
-                if not isinstance(value, bool)
-                else str(value)
-            )
+            if isinstance(value, list):  # a range: lowest-highest
+                shown = "-".join(f"{item:,}" for item in value)
+            else:
+                shown = (
+                    "null"
+                    if value is None
+                    else f"{value:,}"
+                    if not isinstance(value, bool)
+                    else str(value)
+                )
             target = ""
             if key in targets:
                 comparison, threshold, note = targets[key]

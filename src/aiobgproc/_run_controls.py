@@ -62,6 +62,7 @@ class RunControls:
         self._forgotten = 0  # ... and the last one the store has forgotten
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._busy = False  # carrying out requests (stop() lets that finish)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve())
@@ -71,8 +72,11 @@ class RunControls:
         signal that ended the command is still a signal sent), within a bound."""
         task, self._task = self._task, None
         self._stopping = True
-        self.event.set()
-        if task is not None:
+        if task is not None and not self._busy:
+            task.cancel()  # idle, waiting for a request: nothing to finish
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        elif task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(task), _FINISH_SECONDS)
             except TimeoutError:
@@ -84,15 +88,21 @@ class RunControls:
 
     async def _serve(self) -> None:
         record = self.runner.record
+        # Input sent while it was queued is read at once; any other request made since the
+        # claim has set the event already (the watcher, or a caller here).
+        first = self.stdin is not None
         while not self._stopping:
+            if not first:
+                await self.event.wait()
+                self.event.clear()
+            first = False
+            self._busy = True
             try:
                 await self.apply()
             except StoreError:
                 log.exception("process %s: could not read its requests", record.id)
-            if self._stopping:
-                return
-            await self.event.wait()
-            self.event.clear()
+            finally:
+                self._busy = False
 
     async def apply(self) -> None:
         runner = self.runner
