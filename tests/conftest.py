@@ -37,17 +37,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """On uvloop, only the tests that run on the chosen loop: coroutines, and the sync tests
     of a module that drives helpers.loops.runner() (``DRIVES_THE_TEST_LOOP``). Any other sync
     test runs nothing on it (its subprocesses and asyncio.run() use asyncio's own loop): it
-    ran in the asyncio pass already, and would only run again unchanged."""
+    ran in the asyncio pass already, and would only run again unchanged. So do the modules
+    that say ``LOOP_INDEPENDENT`` (why, in its value): what they test runs elsewhere."""
     if loop_factory()[0] == "asyncio":
         return
     kept: list[pytest.Item] = []
     left_out: list[pytest.Item] = []
     for item in items:
         function = getattr(item, "function", None)
-        on_the_loop = (
+        module = getattr(item, "module", None)
+        on_the_loop = not getattr(module, "LOOP_INDEPENDENT", "") and (
             function is None
             or inspect.iscoroutinefunction(function)
-            or getattr(getattr(item, "module", None), "DRIVES_THE_TEST_LOOP", False)
+            or getattr(module, "DRIVES_THE_TEST_LOOP", False)
         )
         (kept if on_the_loop else left_out).append(item)
     if left_out:

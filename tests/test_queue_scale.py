@@ -19,6 +19,7 @@ from aiobgproc.models import Status
 from aiobgproc.store import ListFilter
 from aiobgproc.store.sqlite import SQLiteStore
 
+LOOP_INDEPENDENT = "it counts the store's SQLite VM steps: no event loop is measured"
 QUEUES = 20
 _INSERT = (
     "INSERT INTO processes (id, kind, status, spec, input, steps_total, created_at, label,"

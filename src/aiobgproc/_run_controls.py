@@ -46,18 +46,39 @@ class Runner(Protocol):
     def resume_clock(self) -> None: ...
 
 
+class Requests:
+    """That requests were made of a run (its watcher saw the counter move, or a caller in
+    this process made one): wakes the run's request task, or starts it. Most runs are never
+    asked anything: they never have a task."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._listener: Callable[[], None] | None = None
+
+    def set(self) -> None:
+        self.pending = True
+        if self._listener is not None:
+            self._listener()
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        self._listener = listener
+        if listener is not None and self.pending:
+            listener()
+
+
 class RunControls:
     def __init__(
         self,
         runner: Runner,
         child: _spawn.Child,
         stdin: StdinPipe | None,
-        event: asyncio.Event,
+        requests: Requests,
     ) -> None:
         self.runner = runner
         self.child = child
         self.stdin = stdin
-        self.event = event
+        self.requests = requests
+        self._event: asyncio.Event | None = None
         self._input_seq = 0  # the last input handed to the pipe
         self._forgotten = 0  # ... and the last one the store has forgotten
         self._task: asyncio.Task[None] | None = None
@@ -65,11 +86,24 @@ class RunControls:
         self._busy = False  # carrying out requests (stop() lets that finish)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._serve())
+        """Take requests: at once for input sent while it was queued, else when asked."""
+        self.requests.listen(self._wake)
+        if self.stdin is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._stopping:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        self._event.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._serve(self._event))
 
     async def stop(self) -> None:
         """Stop taking requests. One being carried out is finished and answered first (a
         signal that ended the command is still a signal sent), within a bound."""
+        self.requests.listen(None)
         task, self._task = self._task, None
         self._stopping = True
         if task is not None and not self._busy:
@@ -86,16 +120,12 @@ class RunControls:
         if self.stdin is not None:
             self.stdin.abort()
 
-    async def _serve(self) -> None:
+    async def _serve(self, event: asyncio.Event) -> None:
         record = self.runner.record
-        # Input sent while it was queued is read at once; any other request made since the
-        # claim has set the event already (the watcher, or a caller here).
-        first = self.stdin is not None
         while not self._stopping:
-            if not first:
-                await self.event.wait()
-                self.event.clear()
-            first = False
+            await event.wait()
+            event.clear()
+            self.requests.pending = False
             self._busy = True
             try:
                 await self.apply()

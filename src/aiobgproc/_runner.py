@@ -26,7 +26,7 @@ from ._os.stdin import StdinPipe
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
 from ._retry import failure_entry, retry_wait
-from ._run_controls import RunControls
+from ._run_controls import Requests, RunControls
 from ._wire.job import CommandSpec
 from .errors import ErrorType
 from .models import Status
@@ -98,7 +98,7 @@ class Runner:
         record: ProcessRecord,
         stop: asyncio.Future[StopReason],
         on_change: Callable[[str], None],
-        requests: asyncio.Event | None = None,
+        requests: Requests | None = None,
     ) -> None:
         """``on_change(process_id)``: the run stored something new (output, progress, a
         step). ``requests``: set when requests were made of the run (_run_controls)."""
@@ -109,7 +109,7 @@ class Runner:
         self.tag = _tags.make_tag(record.id, self.claim.token)
         self.stop = stop
         self._on_change = on_change
-        self._requests = requests or asyncio.Event()
+        self._requests = requests or Requests()
         self._controls: RunControls | None = None
         self.deadline = None if record.timeout is None else _clock.monotonic() + record.timeout
         self.suspended_at: float | None = None

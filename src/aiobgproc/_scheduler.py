@@ -30,6 +30,7 @@ from ._os import tree as _tree
 from ._os.guard import Guard
 from ._os.zygote import Zygote
 from ._recovery import recover
+from ._run_controls import Requests
 from ._runner import CommandRunner, RunContext, StopReason
 from ._steps_runner import StepsRunner
 from .errors import ErrorType, StoreError
@@ -51,7 +52,7 @@ class Run:
     stop: asyncio.Future[StopReason]
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    controls: asyncio.Event = field(default_factory=asyncio.Event)
+    controls: Requests = field(default_factory=Requests)
     """Set when requests were made of this run (its runner reads and applies them)."""
     controls_seen: int = 0
 

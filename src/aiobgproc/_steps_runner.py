@@ -18,6 +18,7 @@ from ._os import boot as _boot
 from ._os import spawn as _spawn
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
+from ._run_controls import Requests
 from ._runner import Outcome, RunContext, Runner, StopReason, describe_exit, ended, error_dict
 from ._wire import frames
 from ._wire.channel import ExecutorChannel
@@ -45,7 +46,7 @@ class StepsRunner(Runner):
         record: ProcessRecord,
         stop: asyncio.Future[StopReason],
         on_change: Callable[[str], None],
-        requests: asyncio.Event | None = None,
+        requests: Requests | None = None,
     ) -> None:
         super().__init__(context, record, stop, on_change, requests)
         self._spec = cast(ProcessSpec, record.spec)
