@@ -38,7 +38,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     of a module that drives helpers.loops.runner() (``DRIVES_THE_TEST_LOOP``). Any other sync
     test runs nothing on it (its subprocesses and asyncio.run() use asyncio's own loop): it
     ran in the asyncio pass already, and would only run again unchanged. So do the modules
-    that say ``LOOP_INDEPENDENT`` (why, in its value): what they test runs elsewhere."""
+    that say ``LOOP_INDEPENDENT`` (why, in its value): what they test runs elsewhere.
+
+    And the PostgreSQL variants of the store-parametrised tests, but for the modules that
+    say ``POSTGRES_ON_EVERY_LOOP`` (the store contract and the event log: asyncpg's
+    connections, LISTEN/NOTIFY and the listener on this loop): what the others check of the
+    PostgreSQL store does not depend on the loop, and each ran in the asyncio pass."""
     if loop_factory()[0] == "asyncio":
         return
     kept: list[pytest.Item] = []
@@ -46,10 +51,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         function = getattr(item, "function", None)
         module = getattr(item, "module", None)
-        on_the_loop = not getattr(module, "LOOP_INDEPENDENT", "") and (
-            function is None
-            or inspect.iscoroutinefunction(function)
-            or getattr(module, "DRIVES_THE_TEST_LOOP", False)
+        callspec = getattr(item, "callspec", None)
+        postgres_again = (
+            callspec is not None
+            and "postgres" in callspec.params.values()
+            and not getattr(module, "POSTGRES_ON_EVERY_LOOP", False)
+        )
+        on_the_loop = (
+            not getattr(module, "LOOP_INDEPENDENT", "")
+            and not postgres_again
+            and (
+                function is None
+                or inspect.iscoroutinefunction(function)
+                or getattr(module, "DRIVES_THE_TEST_LOOP", False)
+            )
         )
         (kept if on_the_loop else left_out).append(item)
     if left_out:

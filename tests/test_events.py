@@ -24,6 +24,7 @@ from aiobgproc import (
 )
 from helpers.procs import TESTS_DIR
 
+POSTGRES_ON_EVERY_LOOP = True  # the store's contract and LISTEN/NOTIFY on each loop
 WAIT = 30.0
 
 

@@ -28,6 +28,7 @@ from aiobgproc import (
     Step,
 )
 
+POSTGRES_ON_EVERY_LOOP = True  # the store's contract and LISTEN/NOTIFY on each loop
 HELPERS = Path(__file__).resolve().parent / "helpers"
 WAIT = 30.0
 
