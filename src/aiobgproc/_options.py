@@ -30,6 +30,8 @@ class ManagerOptions:
     preload: tuple[str, ...]
     queues: tuple[str, ...] | None = None
     """The queues this manager runs (None: every queue)."""
+    reuse_executors: int = 1
+    """How many processes one forked executor runs before it exits (1: a fresh one each)."""
 
 
 class OptionsView:
@@ -86,6 +88,10 @@ class OptionsView:
     def preload(self) -> tuple[str, ...]:
         return self._options.preload
 
+    @property
+    def reuse_executors(self) -> int:
+        return self._options.reuse_executors
+
 
 def check_options(
     *,
@@ -102,6 +108,7 @@ def check_options(
     warm: Any,
     preload: Sequence[str],
     queues: Any = None,
+    reuse_executors: Any = 1,
 ) -> ManagerOptions:
     if concurrency is None:
         concurrency = os.cpu_count() or 1
@@ -118,6 +125,14 @@ def check_options(
     lease_s = _spec.check_timeout(lease, "lease")
     if grace is None or poll is None or poll <= 0 or lease_s is None or lease_s <= 0:
         raise InvalidSpecError("grace_period, poll_interval and lease must be finite and positive")
+    if (
+        isinstance(reuse_executors, bool)
+        or not isinstance(reuse_executors, int)
+        or reuse_executors < 1
+    ):
+        raise InvalidSpecError(
+            f"reuse_executors must be a whole number >= 1, not {reuse_executors!r}"
+        )
     for name, value in (("max_attempts", max_attempts), ("max_jobs", max_jobs)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -151,4 +166,5 @@ def check_options(
         warm=bool(warm) and _warm.available(),
         preload=tuple(preload),
         queues=check_queue_names(queues),
+        reuse_executors=reuse_executors,
     )

@@ -167,7 +167,9 @@ class RunControls:
         if child.process.returncode is not None:
             return f"process {runner.record.id} has exited", None
         if action == "signal" and argument is not None:
-            procs = _tree.find_tree(child.os_pid, child.started, None, recent=True)
+            procs = _tree.find_tree(
+                child.os_pid, child.started, None, recent=True, first_pid=child.first_pid
+            )
             if not procs or procs[0].pid != child.os_pid:
                 return f"process {runner.record.id} has exited", None
             procs[0].send_signal(signal.Signals(argument))
@@ -192,5 +194,10 @@ class RunControls:
     async def _tree_signal(self, sig: signal.Signals) -> None:
         child = self.child
         await _tree.signal_tree(
-            child.os_pid, child.started, sig, tag=self.runner.tag, recent=child.recent
+            child.os_pid,
+            child.started,
+            sig,
+            tag=self.runner.tag,
+            recent=child.recent,
+            first_pid=child.first_pid,
         )

@@ -21,6 +21,7 @@ from . import _clock, _tags
 from ._faults import fault
 from ._os import spawn as _spawn
 from ._os import tree as _tree
+from ._os.executor_pool import ExecutorPool
 from ._os.guard import Guard
 from ._os.stdin import StdinPipe
 from ._os.zygote import Zygote
@@ -66,6 +67,8 @@ class RunContext:
     python: str | None = None
     guard: Guard | None = None
     zygote: Zygote | None = None
+    executors: ExecutorPool | None = None
+    """Idle reused executors (Manager(reuse_executors=N), N > 1, with a warm executor)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,15 +257,19 @@ class Runner:
     def current_step(self) -> str | None:
         return self.record.step
 
-    async def _end_child(self, child: _spawn.Child, *, exited: bool) -> int | None:
+    async def _end_child(
+        self, child: _spawn.Child, *, exited: bool, keep: bool = False
+    ) -> int | None:
         """Stop the child's whole tree (gracefully unless it already exited), close its pipe.
 
         However the run ends, every process carrying its tag goes too, before the end is
         recorded: what a command or a step left running in a session of its own would
-        otherwise outlive it (reparented to init, forever for a daemon's worth of runs)."""
+        otherwise outlive it (reparented to init, forever for a daemon's worth of runs).
+        ``keep``: a reused executor that let go of the run's pipes and waits for its next
+        run: the rest of its tree goes, it stays (returns None)."""
         if self._controls is not None:
             await self._controls.stop()
-        if exited and child.process.returncode is None:
+        if exited and not keep and child.process.returncode is None:
             # It said its last word; give it the grace period to exit on its own.
             exited = await _spawn.wait_exit(child, self.context.grace_period) is not None
         if exited and not child.reader.closed.done():
@@ -274,16 +281,17 @@ class Runner:
                 timeout=_DRAIN_TIMEOUT,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-        await _tree.terminate_tree(
-            child.os_pid,
-            child.started,
-            grace=self.context.grace_period,
-            tag=self.tag,
-            recent=child.recent,
-            # Its end was just seen (when it exited), so its session is still its own.
-            just_reaped=True,
-            first=self._stop_signal(),
-        )
+        if keep and child.first_pid is not None and _tree.last_pid() == child.first_pid:
+            # No process (nor thread) was started anywhere on this machine since the run
+            # began: its tree is the executor alone. One read instead of a sweep.
+            pass
+        else:
+            await self._sweep(child, keep)
+        if keep:
+            child.reader.close()
+            if self.context.guard is not None:
+                self.context.guard.forget(child.os_pid)
+            return None
         returncode = await _spawn.wait_exit(child, 5.0)
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
             log.error(
@@ -296,6 +304,20 @@ class Runner:
         if self.context.guard is not None:
             self.context.guard.forget(child.os_pid)
         return returncode
+
+    async def _sweep(self, child: _spawn.Child, keep: bool) -> None:
+        await _tree.terminate_tree(
+            child.os_pid,
+            child.started,
+            grace=self.context.grace_period,
+            tag=self.tag,
+            recent=child.recent,
+            # Its end was just seen (when it exited), so its session is still its own.
+            just_reaped=True,
+            first=self._stop_signal(),
+            first_pid=child.first_pid,
+            spare=child.os_pid if keep else None,
+        )
 
 
 class CommandRunner(Runner):

@@ -27,6 +27,7 @@ from ._errorlog import append_error_block
 from ._faults import fault
 from ._options import ManagerOptions
 from ._os import tree as _tree
+from ._os.executor_pool import ExecutorPool
 from ._os.guard import Guard
 from ._os.zygote import Zygote
 from ._recovery import recover
@@ -102,11 +103,18 @@ class Scheduler:
             except (OSError, ConnectionError) as exc:
                 log.warning("manager %s: no warm executor (%s); spawning", self.manager_id, exc)
                 zygote = None
-        self.context = dataclasses.replace(self.context, guard=guard, zygote=zygote)
+        executors = None
+        if zygote is not None and limits.reuse_executors > 1:
+            executors = ExecutorPool(limits.reuse_executors)
+        self.context = dataclasses.replace(
+            self.context, guard=guard, zygote=zygote, executors=executors
+        )
 
     async def stop_helpers(self) -> None:
         context = self.context
-        self.context = dataclasses.replace(context, guard=None, zygote=None)
+        self.context = dataclasses.replace(context, guard=None, zygote=None, executors=None)
+        if context.executors is not None:
+            context.executors.close()
         if context.zygote is not None:
             await context.zygote.close()
         if context.guard is not None:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import marshal
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -16,6 +17,7 @@ from . import _clock, _spec
 from ._faults import fault
 from ._os import boot as _boot
 from ._os import spawn as _spawn
+from ._os.executor_pool import ReusableExecutor
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
 from ._run_controls import Requests
@@ -55,6 +57,10 @@ class StepsRunner(Runner):
         self._progress_at = 0.0
         self._ending: Callable[[], Awaitable[Outcome]] | None = None
         self._announced: tuple[int, str] | None = None
+        self._executor: ReusableExecutor | None = None
+        """The reused executor this run has (see _os/executor_pool), if any."""
+        self._pipes: list[int] = []
+        """A reused executor's new pipes (write ends), until sent with its job."""
 
     async def _on_closing(self) -> Outcome:
         # Steps resume: back to the queue at the first step without committed output.
@@ -102,8 +108,8 @@ class StepsRunner(Runner):
         known = set(here)
         return here + [entry for entry in self._spec.get("path", []) if entry not in known]
 
-    def _job(self) -> Job:
-        return {
+    def _job(self, reuse: bool = False) -> Job:
+        job: Job = {
             "process_id": self.record.id,
             "attempt": self.record.attempts,
             "sys_path": self._sys_path(),
@@ -111,26 +117,48 @@ class StepsRunner(Runner):
             "start": self.record.step_index,
             "input": self.record.input or {},
         }
+        if reuse:
+            job["reuse"] = True
+        return job
+
+    @property
+    def _reuses(self) -> bool:
+        """Whether this run's executor is to say "idle" and wait for another run after it."""
+        return self._executor is not None and self._executor.jobs_left > 0
 
     async def _start_executor(
         self, recorder: OutputRecorder
-    ) -> tuple[_spawn.Child, socket.socket, Zygote | None]:
-        """The executor, our end of its channel, and the zygote that forked it: forked by
-        the warm executor when there is one; a fresh interpreter when there is not, or when
-        the zygote cannot be reached (then None)."""
-        zygote = self.context.zygote
+    ) -> tuple[_spawn.Child, ExecutorChannel, Zygote | None]:
+        """The executor, our end of its channel, and the zygote that forked it: an idle
+        reused one, or one forked by the warm executor when there is one; a fresh
+        interpreter when there is not, or when the zygote cannot be reached (then None)."""
+        zygote, pool = self.context.zygote, self.context.executors
+        if zygote is not None and pool is not None:
+            reused = pool.take()
+            if reused is not None:
+                child, self._pipes = await _spawn.attach_reused(
+                    reused.process, reused.started, on_output=recorder.feed
+                )
+                self._executor = reused
+                return child, reused.channel, zygote
         if zygote is not None:
             ours, theirs = socket.socketpair()
             try:
+                jobs_left = 0 if pool is None else pool.jobs_per_executor - 1
                 child = await _spawn.spawn_forked(
                     zygote,
                     on_output=recorder.feed,
                     channel_fd=theirs.fileno(),
                     cwd=self._spec.get("cwd"),
                     env=self._env(),
-                    job=self._job(),
+                    job=self._job(reuse=jobs_left > 0),
                 )
-                return child, ours, zygote
+                channel = ExecutorChannel(ours)
+                if jobs_left > 0:
+                    self._executor = ReusableExecutor(
+                        child.process, child.started, channel, jobs_left
+                    )
+                return child, channel, zygote
             except ConnectionError as exc:
                 # A new channel below: a child forked before the zygote failed may hold
                 # this one (it sees its end close, and exits).
@@ -160,25 +188,65 @@ class StepsRunner(Runner):
             raise
         finally:
             theirs.close()  # the child has its own copy
-        return child, ours, None
+        return child, ExecutorChannel(ours), None
 
-    def _begin(self, child: _spawn.Child, zygote: Zygote | None) -> tuple[Any, ...]:
-        """The frame that lets the executor begin: its job, unless it was forked with it."""
+    async def _begin(
+        self, child: _spawn.Child, zygote: Zygote | None, channel: ExecutorChannel
+    ) -> None:
+        """Let the executor begin: send its job, unless it was forked with it."""
         if zygote is None:
-            return frames.job(self._job())
-        if child.has_job:
-            return frames.go()
-        changed, removed = zygote.environ_difference(self._env())
-        return frames.run(changed, removed, self._spec.get("cwd"), self._job())
+            await channel.send(frames.job(self._job()))
+        elif self._pipes:
+            changed, removed = zygote.environ_difference(self._env())
+            job = self._job(reuse=self._reuses)
+            begin = frames.next_job(changed, removed, self._spec.get("cwd"), job)
+            try:
+                await channel.send_with_fds(begin, self._pipes)
+            finally:
+                self._close_pipes()
+        elif child.has_job:
+            await channel.send(frames.go())
+        else:
+            changed, removed = zygote.environ_difference(self._env())
+            job = self._job(reuse=self._reuses)
+            await channel.send(frames.run(changed, removed, self._spec.get("cwd"), job))
+
+    def _close_pipes(self) -> None:
+        pipes, self._pipes = self._pipes, []
+        for fd in pipes:
+            os.close(fd)
+
+    async def _keep_executor(self, child: _spawn.Child, channel: ExecutorChannel) -> bool:
+        """After its last word, a reused executor lets go of the run's pipes and says "idle":
+        the run's tree but the executor is ended, the executor waits in the pool for the
+        next run. False when it does not (in time): it is then ended like a fresh one."""
+        executor, pool = self._executor, self.context.executors
+        if executor is None or pool is None or not self._reuses or self.stop.done():
+            return False
+        ready = channel.ready()
+        waits: set[asyncio.Future[Any]] = {ready, child.process.ended, self.stop}
+        await asyncio.wait(
+            waits, timeout=self.context.grace_period + 1.0, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not ready.done() or self.stop.done() or child.process.returncode is not None:
+            return False
+        try:
+            frame = channel.pop()
+        except FrameError:
+            return False
+        if frame is None or frame[0] != frames.IDLE:
+            return False
+        await self._end_child(child, exited=True, keep=True)
+        pool.give_back(executor)
+        return True
 
     async def run(self) -> Outcome:
         recorder = await self._recorder()
         try:
-            child, ours, zygote = await self._start_executor(recorder)
+            child, channel, zygote = await self._start_executor(recorder)
         except OSError as exc:
             return await self._not_started(recorder, exc, f"cannot start the executor: {exc}")
         self._started(child, recorder)
-        channel = ExecutorChannel(ours)
         exited = False
         garbled = False
         try:
@@ -192,7 +260,7 @@ class StepsRunner(Runner):
             ):
                 # Only now may it begin: were we to die before the pid is recorded, whoever
                 # recovers the process could not tell that it ran.
-                await channel.send(self._begin(child, zygote))
+                await self._begin(child, zygote, channel)
             elif not self.stop.done():
                 self.stop.set_result("lost")  # it never begins: _converse ends it
             exited = await self._converse(child, channel)
@@ -205,14 +273,29 @@ class StepsRunner(Runner):
             error = error_dict(ErrorType.EXECUTOR_PROTOCOL, text, self._step)
             self._ending = lambda: self._finish(Status.ERROR, text, error=error)
         except BaseException:
+            self._close_pipes()
             await asyncio.shield(self._end_child(child, exited=False))
             await asyncio.shield(recorder.close())
             channel.close()
             raise
-        # A final frame is the executor's last word: it gets the grace period to exit.
+        finally:
+            self._close_pipes()  # not sent: the run never began
+        # A final frame is the executor's last word: it gets the grace period to exit (or,
+        # reused, to say "idle").
         last_word = self._ending is not None and not garbled
-        returncode = await ended(self, child, exited or last_word)
-        channel.close()
+        returncode: int | None = None
+        try:
+            kept = last_word and await self._keep_executor(child, channel)
+        except BaseException:
+            await asyncio.shield(self._end_child(child, exited=False))
+            await asyncio.shield(recorder.close())
+            channel.close()
+            raise
+        if not kept:
+            if self._reuses:
+                channel.close()  # a reused executor waiting for a next job exits at this
+            returncode = await ended(self, child, exited or last_word)
+            channel.close()
         await recorder.close()
         if self._ending is not None:
             return await self._ending()

@@ -231,6 +231,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         max_jobs=args.max_jobs,
         queues=args.queue or None,
+        reuse_executors=args.reuse_executors,
     )
     await manager.open()
     log.info("worker %s on %s", manager.id, _location.describe(args.store))
@@ -395,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="processes at once (default: CPUs)")
     worker.add_argument("--max-jobs", type=int, help="exit after taking this many processes")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument(
+        "--reuse-executors",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N step processes in one forked executor (default 1: a fresh one each)",
+    )
     worker.add_argument(
         "--queue", action="append", metavar="NAME", help="run only this queue (repeatable)"
     )

@@ -86,6 +86,7 @@ class Manager(
         warm: bool | None = None,
         preload: Sequence[str] = (),
         queues: Iterable[str] | None = None,
+        reuse_executors: int = 1,
     ) -> None:
         options = check_options(
             concurrency=concurrency,
@@ -101,6 +102,7 @@ class Manager(
             warm=warm,
             preload=preload,
             queues=queues,
+            reuse_executors=reuse_executors,
         )
         self._store: Store = open_store(store)
         self._options = options

@@ -55,6 +55,29 @@ class Channel:
         size = int.from_bytes(self._read_exactly(_protocol.HEADER), "big")
         return _protocol.decode(self._read_exactly(size))
 
+    def receive_with_fds(self, most: int) -> tuple[tuple[Any, ...], list[int]]:
+        """The next frame, and the fds (at most ``most``) sent with it (a "next" frame)."""
+        import socket  # only a reused executor gets here
+
+        sock = socket.socket(fileno=os.dup(self.fd))  # its own fd: closing it leaves ours
+        header = b""
+        fds: list[int] = []
+        try:
+            while len(header) < _protocol.HEADER:
+                data, got, _, _ = socket.recv_fds(sock, _protocol.HEADER - len(header), most)
+                fds.extend(got)
+                if not data:
+                    raise EOFError("the manager closed the channel")
+                header += data
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        finally:
+            sock.close()
+        size = int.from_bytes(header, "big")
+        return _protocol.decode(self._read_exactly(size)), fds
+
 
 def _flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr):

@@ -138,14 +138,80 @@ def _retag(changed: dict[str, str]) -> None:
         pass
 
 
-def _set_environ(changed: dict[str, str], removed: list[str]) -> None:
+def _set_environ(changed: dict[str, str], removed: list[str]) -> dict[str, str | None]:
     """Apply the run's environment as a difference from ours (which the manager knows: we
-    sent it with "ready"): usually a few variables, not the whole environment again."""
+    sent it with "ready"): usually a few variables, not the whole environment again.
+    Returns what puts ours back (a reused executor's next job is a difference from ours)."""
     environ = os.environ
+    undo: dict[str, str | None] = {}
     for name in removed:
-        environ.pop(name, None)
+        undo[name] = environ.pop(name, None)
     for name, value in changed.items():
+        undo.setdefault(name, environ.get(name))
         environ[name] = value
+    return undo
+
+
+def _restore_environ(undo: dict[str, str | None]) -> None:
+    environ = os.environ
+    for name, value in undo.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+
+
+def _let_go_of_pipes() -> bool:
+    """A job ended and the executor is to be reused: flush, then point stdout and stderr at
+    /dev/null, so that the manager reads the end of the run's pipes (unless something the
+    steps started holds them: the manager's sweep ends that). False when the executor
+    must not be reused: a thread the steps started still runs (it would go on into the
+    next job, printing into its log)."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    return True
+
+
+def _serve_jobs(
+    channel: executor.Channel,
+    changed: dict[str, str],
+    removed: list[str],
+    cwd: str | None,
+    job: Job,
+) -> int:
+    """Run ``job``; while the manager marks each job "reuse", say "idle" after it and run
+    the next one it sends (with its own pipes, environment and directory), as a fresh
+    executor would."""
+    home = os.getcwd() if job.get("reuse") else None
+    while True:
+        undo = _set_environ(changed, removed)
+        _retag(changed)
+        if cwd:
+            os.chdir(cwd)
+        code = executor.run(channel, job)
+        if code != 0 or home is None or not job.get("reuse") or not _let_go_of_pipes():
+            return code
+        channel.send(_protocol.idle())
+        message, fds = channel.receive_with_fds(2)
+        if message[0] != _protocol.NEXT or len(fds) != 2:
+            return 0  # the manager has no more for us (it closed the channel, or said so)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        _restore_environ(undo)
+        os.chdir(home)
+        _, changed, removed, cwd, job = message
 
 
 def _child(
@@ -177,11 +243,7 @@ def _child(
             _, changed, removed, cwd, job = message
         elif job is None or message[0] != _protocol.GO:
             os._exit(2)
-        _set_environ(changed, removed)
-        _retag(changed)
-        if cwd:
-            os.chdir(cwd)
-        code = executor.run(channel, job)
+        code = _serve_jobs(channel, changed, removed, cwd, job)
     except EOFError:
         code = 3  # the manager gave up on this run (or died) before it began
     except BaseException:

@@ -153,6 +153,9 @@ class Child:
     has_job: bool = False
     """Forked by the warm executor with its job (it then waits for "go", not a job)."""
     spawned_at: float = field(default_factory=_clock.monotonic)
+    """When it was started (a reused executor: when this run began)."""
+    first_pid: int | None = None
+    """A reused executor: the last pid handed out when this run began (see _tree)."""
 
     @property
     def recent(self) -> bool:
@@ -288,6 +291,25 @@ async def spawn_forked(
     child = await _adopt(process, read_fds, on_output, started)
     child.has_job = process.has_job
     return child
+
+
+async def attach_reused(
+    process: ProcessHandle, started: float | None, *, on_output: OnOutput
+) -> tuple[Child, list[int]]:
+    """A reused executor (see _executor_pool) as the child of a new run: new stdout and
+    stderr pipes, read into ``on_output``; returns the child and the pipes' write ends, for
+    the caller to send the executor (and then close)."""
+    first_pid = _tree.last_pid()
+    read_fds, write_fds = _output_pipes()
+    try:
+        child = await _attach(process, read_fds, on_output, started)
+    except BaseException:
+        _close_all(write_fds)
+        raise
+    child.first_pid = first_pid
+    if first_pid is None:  # cannot tell which pids are new: its sweeps look at them all
+        child.spawned_at = float("-inf")
+    return child, write_fds
 
 
 async def _adopt(

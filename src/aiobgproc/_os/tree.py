@@ -96,7 +96,7 @@ def _environ(pid: int) -> bytes:
     return b"\0" + b"".join(chunks) + b"\0"
 
 
-def _last_pid() -> int | None:
+def last_pid() -> int | None:
     try:
         with open("/proc/loadavg", "rb") as handle:
             return int(handle.read().split()[-1])
@@ -121,7 +121,7 @@ def _pids_since(first: int) -> list[int] | None:
     process that forked meanwhile has its child probed too."""
     live: list[int] = []
     probed = first
-    last = _last_pid()
+    last = last_pid()
     for _ in range(_PROBE_ROUNDS):
         if last is None or not first <= last <= first + _PROBE_MAX:
             return None  # unknown, far (the listing costs less), or wrapped
@@ -133,7 +133,7 @@ def _pids_since(first: int) -> list[int] | None:
             except OSError:
                 continue  # no such process
             live.append(pid)
-        probed, last = last, _last_pid()
+        probed, last = last, last_pid()
         if last == probed:
             break
     return live
@@ -142,7 +142,7 @@ def _pids_since(first: int) -> list[int] | None:
 def _all_pids(first: int | None) -> list[int]:
     """Every pid in /proc; when ``first`` is given, only those handed out since."""
     names = os.listdir("/proc")
-    last = None if first is None else _last_pid()  # after the listing: it covers every pid
+    last = None if first is None else last_pid()  # after the listing: it covers every pid
     pids = [int(name) for name in names if name.isdigit()]
     if first is None or last is None:
         return pids
@@ -175,16 +175,19 @@ def find_pids(
     *,
     recent: bool = False,
     just_reaped: bool = False,
+    first_pid: int | None = None,
 ) -> set[int]:
     """Pids of every live process of the tree of ``os_pid`` (created at ``started``): the
     process, its session, their descendants, and processes carrying ``tag``.
 
     ``recent``: ``os_pid`` was started less than RECENT_SECONDS ago (only pids handed out
     since are looked at). ``just_reaped``: the caller saw ``os_pid`` exit a moment ago, so
-    the session it led is still its own even with no process left of that pid."""
+    the session it led is still its own even with no process left of that pid.
+    ``first_pid``: the last pid handed out when the run began, if after ``os_pid`` was (a
+    reused executor's run: ``recent`` then counts from the run's start)."""
     if os_pid is None or started is None:
         os_pid, started = None, None
-    first = os_pid if recent else None
+    first = (os_pid if first_pid is None else first_pid) if recent else None
     procs = _candidates(first)
     found: set[int] = set()
     leader = _stat(os_pid) if os_pid is not None else None
@@ -229,14 +232,21 @@ def find_tree(
     *,
     recent: bool = False,
     just_reaped: bool = False,
+    first_pid: int | None = None,
+    spare: int | None = None,
 ) -> list[psutil.Process]:
-    """find_pids() as psutil processes (which refuse to signal a pid that was reused),
+    """find_pids() less ``spare``, as psutil processes (which refuse to signal a reused pid),
     the run's own process first, then the others oldest first: parents before children.
 
     The order matters: a shell signalled after the child it waits for may see that child
     die first and report it ("Terminated" on its stderr, which lands in the run's log)."""
     procs = []
-    for pid in find_pids(os_pid, started, tag, recent=recent, just_reaped=just_reaped):
+    found = find_pids(
+        os_pid, started, tag, recent=recent, just_reaped=just_reaped, first_pid=first_pid
+    )
+    if spare is not None:
+        found.discard(spare)
+    for pid in found:
         with contextlib.suppress(psutil.Error):
             procs.append(psutil.Process(pid))
     procs.sort(key=lambda proc: (proc.pid != os_pid, _create_time(proc), proc.pid))
@@ -276,12 +286,27 @@ async def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[ps
 
 
 async def _find(
-    os_pid: int | None, started: float | None, tag: str | None, recent: bool, just_reaped: bool
+    os_pid: int | None,
+    started: float | None,
+    tag: str | None,
+    recent: bool,
+    just_reaped: bool,
+    first_pid: int | None = None,
+    spare: int | None = None,
 ) -> list[psutil.Process]:
+    """find_tree(), less ``spare`` (a reused executor, which outlives its run's tree)."""
     if recent:  # a few reads: no thread hop
-        return find_tree(os_pid, started, tag, recent=True, just_reaped=just_reaped)
+        return find_tree(
+            os_pid,
+            started,
+            tag,
+            recent=True,
+            just_reaped=just_reaped,
+            first_pid=first_pid,
+            spare=spare,
+        )
     return await asyncio.to_thread(
-        functools.partial(find_tree, os_pid, started, tag, just_reaped=just_reaped)
+        functools.partial(find_tree, os_pid, started, tag, just_reaped=just_reaped, spare=spare)
     )
 
 
@@ -294,13 +319,17 @@ async def terminate_tree(
     recent: bool = False,
     just_reaped: bool = False,
     first: signal.Signals = signal.SIGTERM,
+    first_pid: int | None = None,
+    spare: int | None = None,
 ) -> int:
     """Send ``first`` (SIGTERM) and then SIGCONT to the whole tree, wait up to ``grace``
-    seconds, SIGKILL what is left (see find_pids for ``recent`` and ``just_reaped``).
+    seconds, SIGKILL what is left (see find_pids for ``recent``, ``just_reaped`` and
+    ``first_pid``). ``spare``: a pid left alone (a reused executor: the rest of its tree
+    is its run's leftovers).
 
     Returns how many processes had to be killed with SIGKILL. Never waits unboundedly.
     """
-    procs = await _find(os_pid, started, tag, recent, just_reaped)
+    procs = await _find(os_pid, started, tag, recent, just_reaped, first_pid, spare)
     if not procs:
         return 0
     log.debug(
@@ -316,7 +345,7 @@ async def terminate_tree(
     _signal_all(procs, signal.SIGCONT)
     survivors = await _wait_gone(procs, grace)
     # Look again: the tree may have forked while it was being terminated.
-    again = await _find(os_pid, started, tag, False, just_reaped)
+    again = await _find(os_pid, started, tag, False, just_reaped, spare=spare)
     stubborn = {proc.pid: proc for proc in [*survivors, *again] if _alive(proc)}
     if stubborn:
         log.debug(
@@ -338,10 +367,11 @@ async def signal_tree(
     *,
     tag: str | None = None,
     recent: bool = False,
+    first_pid: int | None = None,
 ) -> int:
     """Send ``sig`` to every process of the tree (found as terminate_tree finds it), and to
     any it forked meanwhile (a second look); how many processes were signalled."""
-    procs = await _find(os_pid, started, tag, recent, False)
+    procs = await _find(os_pid, started, tag, recent, False, first_pid)
     _signal_all(procs, sig)
     seen = {proc.pid for proc in procs}
     late = [

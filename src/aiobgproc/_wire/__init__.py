@@ -8,14 +8,19 @@
                           without it. Sent only once the executor's pid is recorded.
                           ("ack",) after each step's "done" but the last (the executor
                           then exits by itself); ("exit",) to stop at once.
+                          ("next", changed_env, removed_env, cwd, job) with two SCM_RIGHTS
+                          fds (the new run's stdout and stderr pipes) to a reused executor
+                          that said "idle".
     executor -> manager   ("start", index, name) for every step but the first (the manager
                           recorded that one with the pid); ("progress", fraction, message);
                           ("done", index, name, output) or ("interrupt", index, name,
                           output), output being marshal bytes of the step's dict;
                           ("error", index, name, type, message, traceback).
+                          ("idle",) after a job marked "reuse": its pipes are let go of.
 
     job = {"process_id", "attempt", "sys_path", "steps": [{"name", "target", "args",
-           "kwargs", "interrupt"}], "start": step index, "input": dict}
+           "kwargs", "interrupt"}], "start": step index, "input": dict,
+           "reuse": bool (optional)}
 
 **Manager and warm executor** (``_os.zygote`` and ``_child.zygote``): a SOCK_SEQPACKET
 socket, each message one marshal tuple.

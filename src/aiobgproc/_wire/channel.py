@@ -117,6 +117,11 @@ class ExecutorChannel:
             return None
         raise RuntimeError("no frame is ready")  # a bug of the caller
 
+    @property
+    def at_end(self) -> bool:
+        """The executor closed its end (or sent something unreadable), or we closed ours."""
+        return self._eof or self._closed or self._error is not None
+
     async def next(self) -> tuple[Any, ...] | None:
         """Wait for the next frame (None at the end)."""
         await self.ready()
@@ -132,6 +137,19 @@ class ExecutorChannel:
         except (BlockingIOError, InterruptedError):
             sent = 0
         if sent < len(data):  # a big job (large input): the socket buffer is full
+            await self._loop.sock_sendall(self._sock, memoryview(data)[sent:])
+
+    async def send_with_fds(self, message: tuple[Any, ...], fds: list[int]) -> None:
+        """Send a frame with ``fds`` (SCM_RIGHTS, with its first byte); the caller still
+        closes its copies. Raises ConnectionError if the executor is gone."""
+        data = _protocol.encode(message)
+        while True:
+            try:
+                sent = socket.send_fds(self._sock, [data], fds)
+                break
+            except (BlockingIOError, InterruptedError):
+                await asyncio.sleep(0.001)  # an idle executor has read all: rarely if ever
+        if sent < len(data):
             await self._loop.sock_sendall(self._sock, memoryview(data)[sent:])
 
     def close(self) -> None:

@@ -25,12 +25,14 @@ GO = "go"
 RUN = "run"
 ACK = "ack"
 EXIT = "exit"
+NEXT = "next"
 # executor -> manager
 START = "start"
 PROGRESS = "progress"
 DONE = "done"
 INTERRUPT = "interrupt"
 ERROR = "error"
+IDLE = "idle"
 
 
 def encode(message: tuple[Any, ...]) -> bytes:
@@ -65,6 +67,15 @@ def run(changed: dict[str, str], removed: list[str], cwd: str | None, spec: Job)
     return (RUN, changed, removed, cwd, spec)
 
 
+def next_job(
+    changed: dict[str, str], removed: list[str], cwd: str | None, spec: Job
+) -> tuple[Any, ...]:
+    """Begin the next job: to a reused executor (it said "idle"), with the write ends of the
+    new run's stdout and stderr pipes as SCM_RIGHTS fds; the environment as a difference
+    from the warm executor's, the directory (None: the warm executor's), the job."""
+    return (NEXT, changed, removed, cwd, spec)
+
+
 def ack() -> tuple[Any, ...]:
     """A step's output is committed: go on with the next step."""
     return (ACK,)
@@ -95,6 +106,12 @@ def done(index: int, name: str, output: bytes) -> tuple[Any, ...]:
 def interrupt(index: int, name: str, output: bytes) -> tuple[Any, ...]:
     """Step ``index`` returned ``output`` and the process pauses."""
     return (INTERRUPT, index, name, output)
+
+
+def idle() -> tuple[Any, ...]:
+    """A reused executor ended its job: it let go of the run's pipes (its stdout and stderr
+    are /dev/null until the next job) and waits for ("next", ...)."""
+    return (IDLE,)
 
 
 def error(index: int, name: str, error_type: str, message: str, traceback: str) -> tuple[Any, ...]:

@@ -62,3 +62,6 @@ class Job(TypedDict):
     start: int
     """The index of the first step to run (those before it are committed)."""
     input: dict[str, Any]
+    reuse: NotRequired[bool]
+    """After this job, say "idle" and wait for the next one (a reused executor) rather than
+    exit."""

@@ -1,0 +1,49 @@
+"""Steps for reused executors (Manager(reuse_executors=N)): what one run may leave to the next."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+RUNS_HERE: list[str] = []
+"""Module state: the processes this executor ran (reused executors share it, documented)."""
+
+
+def report(data: dict[str, Any]) -> dict[str, Any]:
+    """Prints its process id on stdout and stderr; returns what tells one run from another."""
+    process_id = os.environ["AIOBGPROC_PROCESS_ID"]
+    RUNS_HERE.append(process_id)
+    print(f"out {process_id}")
+    print(f"err {process_id}", file=sys.stderr)
+    return {
+        "os_pid": os.getpid(),
+        "process": process_id,
+        "attempt": os.environ.get("AIOBGPROC_ATTEMPT"),
+        "extra": os.environ.get("REUSE_EXTRA"),
+        "cwd": os.getcwd(),
+        "runs_here": len(RUNS_HERE),
+    }
+
+
+def crash(data: dict[str, Any]) -> dict[str, Any]:
+    os._exit(7)
+
+
+def fail(data: dict[str, Any]) -> dict[str, Any]:
+    raise ValueError("this step fails")
+
+
+def leave_thread(data: dict[str, Any]) -> dict[str, Any]:
+    """Leaves a thread running (until ``data["gate"]`` exists): the executor is not reused."""
+
+    def linger() -> None:
+        deadline = time.monotonic() + 60
+        while not Path(data["gate"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    threading.Thread(target=linger, daemon=True).start()
+    return {"os_pid": os.getpid()}
