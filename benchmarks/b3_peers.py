@@ -81,15 +81,19 @@ class HueyPeer:
             say("  b3: huey is not importable: its figures and the ratios are null")
             return
         database = context.scratch / "huey.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        if "benchmarks.huey_tasks" not in sys.modules:
+            # A fresh database; a second peer (B7 after B3) goes on with the first one's,
+            # which the tasks module (imported once) holds open.
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{database}{suffix}").unlink(missing_ok=True)
         os.environ[HUEY_DB_VARIABLE] = str(database)  # read by huey_tasks, here and there
         self.tasks = importlib.import_module("benchmarks.huey_tasks")
         if Path(self.tasks.huey.storage.filename) != database:
             raise BenchError("benchmarks.huey_tasks was imported before its database was chosen")
 
-    def measure(self) -> Rates:
-        """One repetition: (the spawning task's rate, the no-op task's), or Nones."""
+    def measure(self, *, spawn: bool = True) -> Rates:
+        """One repetition: (the spawning task's rate, the no-op task's), or Nones (the
+        spawning task's is None without ``spawn``)."""
         tasks, context = self.tasks, self.context
         if tasks is None:
             return None, None
@@ -102,7 +106,7 @@ class HueyPeer:
             # Warm it: the consumer and both workers are up, and both tasks have run once.
             _huey_wait([tasks.noop(0), tasks.spawn_true()], consumer, 60.0)
             _huey_wait([tasks.noop(index) for index in range(8)], consumer, 60.0)
-            spawn = _huey_e2e(lambda _: tasks.spawn_true(), count, consumer)
+            spawn_rate = _huey_e2e(lambda _: tasks.spawn_true(), count, consumer) if spawn else None
             noop = _huey_e2e(tasks.noop, count, consumer)
         except BenchError:
             say((context.scratch / "huey-consumer.log").read_text(errors="replace")[-2000:])
@@ -110,7 +114,7 @@ class HueyPeer:
         finally:
             context.children.stop(consumer)
             log.close()
-        return spawn, noop
+        return spawn_rate, noop
 
 
 # -- procrastinate (PostgreSQL) -------------------------------------------------------------------

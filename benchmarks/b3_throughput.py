@@ -41,11 +41,15 @@ from benchmarks.harness import (
 from benchmarks.stores import AnyStores, PostgresStores
 
 
-async def _step_throughput(stores: AnyStores, count: int) -> float:
+async def step_throughput(stores: AnyStores, count: int, reuse_executors: int = 1) -> float:
+    """One-step processes per second, end to end (``reuse_executors``: B7's)."""
     # preload: the steps' module is imported once, in the warm executor, as huey's workers
     # import their tasks once (docs/steps.md).
     async with Manager(
-        stores.fresh(), concurrency=os.cpu_count() or 1, preload=[TRIVIAL_MODULE]
+        stores.fresh(),
+        concurrency=os.cpu_count() or 1,
+        preload=[TRIVIAL_MODULE],
+        reuse_executors=reuse_executors,
     ) as manager:
         for _ in range(2):
             await one_step(manager)
@@ -85,7 +89,7 @@ def run(context: Context) -> dict[str, Any]:
     for rep in range(sizes.reps):
         if failure is None:
             try:
-                ours.append(run_loop(_step_throughput(stores, sizes.b3_n)))
+                ours.append(run_loop(step_throughput(stores, sizes.b3_n)))
             except Exception as exc:
                 if not isinstance(stores, PostgresStores):
                     raise

@@ -23,6 +23,8 @@ B5 store scale  (b5_scale.py) info(random id) and list(status="finished", limit=
                 the public API.
 B6 notice       (b6_notice.py) a worker subprocess runs ``true``; a ``Manager(run=False)``
                 here waits for it: delay from the recorded finished_at to wait_for returning.
+B7 reuse        (b7_reuse.py) B3's processes with ``Manager(reuse_executors=100)``, vs huey's
+                no-op in its warm workers and vs B3's fresh executor per process, in pairs.
 B8 claim        (b8_claim.py) one claim's p50/p99 with 100,000 processes queued over 20
                 queues and 10,000 delayed.
 B9 listing      (b9_list.py) list() with each single filter at 100,000 processes: p99 of
@@ -81,6 +83,7 @@ from benchmarks import (  # noqa: E402
     b4_output,
     b5_scale,
     b6_notice,
+    b7_reuse,
     b8_claim,
     b9_list,
     b10_schedule,
@@ -117,6 +120,7 @@ BENCHMARKS: Final[dict[str, Benchmark]] = {
         b4_output,
         b5_scale,
         b6_notice,
+        b7_reuse,
         b8_claim,
         b9_list,
         b10_schedule,

@@ -31,6 +31,8 @@ KEYS = (
     "b4_ours_mb_s",
     "b4_raw_mb_s",
     "b4_rss_growth_mb",
+    "b4_loop_lag_p99_ms",
+    "b4_ratio_vs_sqlite_ceiling",
     "b5_info_p50_ms",
     "b5_info_p99_ms",
     "b5_list_p50_ms",
@@ -38,6 +40,11 @@ KEYS = (
     "b5_rows",
     "b6_median_ms",
     "b6_p95_ms",
+    "b7_ratio_vs_huey_inproc",
+    "b7_ours_per_s",
+    "b7_fresh_per_s",
+    "b7_huey_inproc_per_s",
+    "b7_ratio_vs_fresh",
     "b8_claim_p50_ms",
     "b8_claim_p99_ms",
     "b9_list_p99_ms",
@@ -57,7 +64,17 @@ HUEY_KEYS = (
     "b3_ratio_vs_huey_inproc",
     "b3_huey_spawn_per_s",
     "b3_huey_inproc_per_s",
+    "b7_ratio_vs_huey_inproc",
+    "b7_huey_inproc_per_s",
 )
+RANGE_KEYS = (
+    "b1_ratio_range",
+    "b3_ratio_vs_huey_range",
+    "b3_ratio_vs_huey_inproc_range",
+    "b7_ratio_vs_huey_inproc_range",
+    "b7_ratio_vs_fresh_range",
+)
+"""[lowest, highest] of the pairs' ratios whose median is the key without ``_range``."""
 
 
 @pytest.mark.slow
@@ -87,6 +104,13 @@ def test_smoke_run_prints_one_json_object_with_every_figure(tmp_path: Path) -> N
             assert isinstance(value, int | float), key
             assert not isinstance(value, bool), key
             assert value >= 0, key
+    for key in RANGE_KEYS:
+        value = figures[key]
+        if value is None:
+            assert huey_missing, f"{key} is null\n{stderr}"
+            continue
+        low, high = value
+        assert low <= figures[key.removesuffix("_range")] <= high, key
     if huey_missing:
         assert "huey is not importable" in stderr
     assert figures["b5_rows"] > 0
