@@ -13,6 +13,16 @@ app that embeds the manager answers no later than that.
 
 Targets (issue 19): at least 0.9 of the SQLite ceiling, RSS growth under 50 MB, loop lag p99
 under 10 ms. The raw pipe read is a figure (``b4_ratio``), not a target: a pipe is no store.
+
+Zeros compress to nothing, and a new store compresses output (zstd, store/codec.py): so B4
+also runs ``cat`` of realistic log text (benchmarks/logtext.py: 8 MiB of varied lines,
+repeated up to 64 MiB; chunks are compressed one by one, so the repeats gain nothing):
+``b4_text_mb_s``, its loop lag, the space it takes (``b4_text_space_ratio``: bytes written /
+bytes stored, SQLite), and on SQLite plain sqlite3 storing the same text as 1 MiB BLOBs raw
+(``b4_text_raw_ceiling_mb_s``: the ceiling of storing it uncompressed, and
+``b4_text_ratio_vs_raw_ceiling``), compressed with zstd level 1 and with zlib level 1 (each
+compression timed with its write: ``b4_text_zstd_ceiling_mb_s``, ``b4_text_zlib_ceiling_mb_s``
+and their space ratios), the figures the choice of zstd rests on (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,7 +60,11 @@ from benchmarks.harness import (
     run_loop,
     set_loop,
 )
+from benchmarks.logtext import log_text
 from benchmarks.stores import PostgresStores, is_postgres, sqlite_path
+
+TEXT_MAX: Final = 64 * MIB
+TEXT_BLOCK: Final = 8 * MIB
 
 
 class RssSampler:
@@ -101,10 +117,17 @@ async def _raw_pipe(nbytes: int) -> float:
     return elapsed
 
 
-def _sqlite_ceiling(nbytes: int, directory: Path) -> float:
-    """Seconds plain sqlite3 takes to store ``nbytes`` as 1 MiB BLOB rows, one transaction
-    each, in a new file with the store's settings (4 KiB pages, WAL, synchronous=NORMAL, a
-    checkpoint every 16 MiB): what any design that keeps output in SQLite pays at least."""
+def _sqlite_ceiling(
+    nbytes: int,
+    directory: Path,
+    data: bytes | None = None,
+    compress: Callable[[bytes], bytes] | None = None,
+) -> tuple[float, int]:
+    """Seconds plain sqlite3 takes to store ``nbytes`` (zeros, or ``data``) as 1 MiB BLOB
+    rows, one transaction each, in a new file with the store's settings (4 KiB pages, WAL,
+    synchronous=NORMAL, a checkpoint every 16 MiB): what any design that keeps output in
+    SQLite pays at least; with ``compress``, each chunk compressed first (timed too). And
+    the bytes stored."""
     path = directory / f"ceiling-{secrets.token_hex(4)}.db"
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -113,13 +136,18 @@ def _sqlite_ceiling(nbytes: int, directory: Path) -> float:
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA wal_autocheckpoint = 4096")
         db.execute("CREATE TABLE chunks (process_id TEXT, seq INTEGER, data BLOB)")
-        blob = bytes(MIB)
+        source = bytes(MIB) if data is None else data
+        stored = 0
         started = time.perf_counter()
         for seq in range(max(nbytes // MIB, 1)):
+            blob = source[(seq * MIB) % len(source) :][:MIB]
+            if compress is not None:
+                blob = compress(blob)
+            stored += len(blob)
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT INTO chunks VALUES ('p', ?, ?)", (seq, blob))
             db.execute("COMMIT")
-        return time.perf_counter() - started
+        return time.perf_counter() - started, stored
     finally:
         db.close()
         for suffix in ("", "-wal", "-shm"):
@@ -158,6 +186,7 @@ async def _child(nbytes: int, store: str) -> dict[str, Any]:
         stored = len(await manager.output(process_id)) if nbytes <= 64 * MIB else None
         if stored is not None and stored != nbytes:
             raise BenchError(f"b4: {stored} bytes in the store, expected {nbytes}")
+        text_figures = await _text(manager, store, min(nbytes, TEXT_MAX))
     await _raw_pipe(MIB)
     raw = await _raw_pipe(nbytes)
     figures = {
@@ -165,10 +194,66 @@ async def _child(nbytes: int, store: str) -> dict[str, Any]:
         "raw_mb_s": nbytes / MIB / raw,
         "rss_growth_mb": (sampler.peak - before) / MIB,
         "loop_lag_p99_ms": percentile(lags, 99) * 1000 if lags else 0.0,
+        **text_figures,
     }
     if not is_postgres(store):
         directory = sqlite_path(store).parent
-        figures["sqlite_mb_s"] = nbytes / MIB / _sqlite_ceiling(nbytes, directory)
+        figures["sqlite_mb_s"] = nbytes / MIB / _sqlite_ceiling(nbytes, directory)[0]
+        figures.update(_text_ceilings(min(nbytes, TEXT_MAX), directory))
+    return figures
+
+
+def _text_file(nbytes: int, directory: Path) -> tuple[Path, bytes]:
+    block = log_text(min(nbytes, TEXT_BLOCK))
+    path = directory / "b4-log.txt"
+    with path.open("wb") as handle:
+        for offset in range(0, nbytes, len(block)):
+            handle.write(block[: nbytes - offset])
+    return path, block
+
+
+async def _text(manager: Manager, store: str, nbytes: int) -> dict[str, float]:
+    """``cat`` of ``nbytes`` of log text through the manager: MB/s, loop lag, space."""
+    directory = Path(sqlite_path(store)).parent if not is_postgres(store) else Path.cwd()
+    path, _ = _text_file(nbytes, directory)
+    try:
+        lags: list[float] = []
+        stop = asyncio.Event()
+        ticker = asyncio.ensure_future(_ticker(lags, stop))
+        started = time.perf_counter()
+        process_id = await manager.start(Command(["cat", str(path)]))
+        info = await manager.wait_for(process_id, timeout=900)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await ticker
+    finally:
+        path.unlink(missing_ok=True)
+    if info.status != "finished" or info.output_size != nbytes:
+        raise BenchError(f"b4 text: {info.status}, {info.output_size} of {nbytes} bytes")
+    figures = {
+        "text_mb_s": nbytes / MIB / elapsed,
+        "text_loop_lag_p99_ms": percentile(lags, 99) * 1000 if lags else 0.0,
+    }
+    if not is_postgres(store):
+        with sqlite3.connect(sqlite_path(store)) as db:
+            (stored,) = db.execute(
+                "SELECT sum(length(data)) FROM output_chunks WHERE process_id = ?", (process_id,)
+            ).fetchone()
+        figures["text_space_ratio"] = nbytes / stored
+    return figures
+
+
+def _text_ceilings(nbytes: int, directory: Path) -> dict[str, float]:
+    """Plain sqlite3 storing the same log text raw, zstd-1 and zlib-1 compressed."""
+    import zstandard  # aiobgproc's own dependency (its output codec)
+
+    block = log_text(min(nbytes, TEXT_BLOCK))
+    zstd = zstandard.ZstdCompressor(level=1).compress
+    figures: dict[str, float] = {}
+    for name, compress in (("raw", None), ("zstd", zstd), ("zlib", lambda b: zlib.compress(b, 1))):
+        seconds, stored = _sqlite_ceiling(nbytes, directory, block, compress)
+        figures[f"text_{name}_ceiling_mb_s"] = nbytes / MIB / seconds
+        figures[f"text_{name}_space_ratio"] = nbytes / stored
     return figures
 
 
@@ -192,9 +277,24 @@ def run(context: Context) -> dict[str, Any]:
         "b4_loop_lag_p99_ms": round(figures["loop_lag_p99_ms"], 2),
         "b4_mb": sizes.b4_bytes // MIB,
     }
+    result["b4_text_mb_s"] = round(figures["text_mb_s"], 1)
+    result["b4_text_loop_lag_p99_ms"] = round(figures["text_loop_lag_p99_ms"], 2)
     if "sqlite_mb_s" in figures:
         result["b4_sqlite_ceiling_mb_s"] = round(figures["sqlite_mb_s"], 1)
         result["b4_ratio_vs_sqlite_ceiling"] = ratio(figures["ours_mb_s"], figures["sqlite_mb_s"])
+        result["b4_text_space_ratio"] = round(figures["text_space_ratio"], 2)
+        for name in ("raw", "zstd", "zlib"):
+            result[f"b4_text_{name}_ceiling_mb_s"] = round(figures[f"text_{name}_ceiling_mb_s"], 1)
+            if name != "raw":
+                result[f"b4_text_{name}_space_ratio"] = round(
+                    figures[f"text_{name}_space_ratio"], 2
+                )
+        result["b4_text_ratio_vs_raw_ceiling"] = ratio(
+            figures["text_mb_s"], figures["text_raw_ceiling_mb_s"]
+        )
+        result["b4_text_ratio_vs_zstd_ceiling"] = ratio(
+            figures["text_mb_s"], figures["text_zstd_ceiling_mb_s"]
+        )
     if isinstance(stores, PostgresStores):
         # What the output takes on disk: PostgreSQL compresses the zeros (TOAST), SQLite
         # stores every byte.
@@ -205,7 +305,15 @@ def run(context: Context) -> dict[str, Any]:
 BENCHMARK: Final = Benchmark(
     "b4",
     run,
-    keys=("b4_ratio", "b4_ours_mb_s", "b4_raw_mb_s", "b4_rss_growth_mb", "b4_loop_lag_p99_ms"),
+    keys=(
+        "b4_ratio",
+        "b4_ours_mb_s",
+        "b4_raw_mb_s",
+        "b4_rss_growth_mb",
+        "b4_loop_lag_p99_ms",
+        "b4_text_mb_s",
+        "b4_text_loop_lag_p99_ms",
+    ),
     targets={
         "b4_ratio_vs_sqlite_ceiling": (">=", 0.9, "(SQLite)"),
         "b4_rss_growth_mb": ("<", 50.0, ""),

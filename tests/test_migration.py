@@ -20,6 +20,7 @@ import pytest
 
 from aiobgproc import Command, Manager, Status
 from aiobgproc.store import schema
+from helpers.storedb import is_postgres, query
 
 V1_STORE = Path(__file__).resolve().parent / "data" / "store_v1.db"
 FINISHED, FAILED, INTERRUPTED, QUEUED = (
@@ -121,3 +122,25 @@ async def test_a_version_1_store_is_migrated_in_place(v1_store: str) -> None:
         with closing(sqlite3.connect(v1_store)) as db:
             assert db.execute("PRAGMA user_version").fetchone() == (schema.VERSION,)
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_a_migrated_store_that_held_processes_keeps_its_output_raw(v1_store: str) -> None:
+    """Tools that read its chunks directly go on reading them (store/codec.py)."""
+    async with Manager(v1_store) as manager:
+        process_id = await manager.start(Command(["seq", "100000"]))
+        assert (await manager.wait_for(process_id, timeout=WAIT)).status is Status.FINISHED
+        expected = "".join(f"{n}\n" for n in range(1, 100_001)).encode()
+        assert await manager.output(process_id) == expected
+    setting = (
+        "SELECT value FROM meta WHERE key = 'output_codec'"
+        if is_postgres(v1_store)
+        else "SELECT value FROM settings WHERE name = 'output_codec'"
+    )
+    assert query(v1_store, setting) == [("none",)]
+    rows = query(
+        v1_store,
+        "SELECT length(data), codec FROM output_chunks WHERE process_id = ?",
+        (process_id,),
+    )
+    assert {row[1] for row in rows} == {0}
+    assert sum(row[0] for row in rows) == len(expected)

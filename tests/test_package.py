@@ -52,6 +52,7 @@ LAYER = {
     "store.triggers": 1,
     "_aiosqlite": 1,
     "store.rows": 1.1,
+    "store.codec": 1.1,
     "store.sql": 1.2,
     "store.postgres_schema": 1.2,
     "store.shared": 1.3,

@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar, final
 from .._faults import fault
 from ..errors import StoreError
 from ..models import Status
-from . import sql
+from . import codec, sql
 from .postgres_claim import claim_rows
 from .postgres_schema import initialise, split_url
 from .protocol import Chunk, Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
@@ -136,6 +136,10 @@ class PostgresStore(SharedOperations):
     async def _initialise(self) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await initialise(conn, self.schema)
+            setting = await conn.fetchval(
+                f"SELECT value FROM {self.schema}.meta WHERE key = 'output_codec'"
+            )
+        self._output_codec = codec.CODECS.get(setting)
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
@@ -358,6 +362,8 @@ class PostgresStore(SharedOperations):
     async def append_output(
         self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
     ) -> bool:
+        stored = await codec.encode(chunks, self._output_codec)
+
         async def body(conn: Any) -> bool:
             status = await conn.execute(
                 self._sql[sql.OUTPUT_SIZE],
@@ -369,8 +375,10 @@ class PostgresStore(SharedOperations):
             )
             if status != "UPDATE 1":
                 raise Rollback
-            for seq, stream, data in chunks:
-                await conn.execute(self._sql[sql.OUTPUT_CHUNK], claim.process_id, seq, stream, data)
+            for seq, stream, how, data in stored:
+                await conn.execute(
+                    self._sql[sql.OUTPUT_CHUNK], claim.process_id, seq, stream, how, data
+                )
             return True
 
         return await self._write(body, False)

@@ -43,6 +43,7 @@ def migrations(schema: str) -> list[list[str]]:
             *triggers.postgres_events(schema),
         ],
         [*tables.migrate_v3("postgres", schema), *triggers.postgres_v3(schema)],
+        tables.migrate_v4("postgres", schema),
     ]
 
 

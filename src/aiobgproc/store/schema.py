@@ -4,10 +4,11 @@ database's DDL (``sqlite`` and ``postgres``).
 Every store is built by its migrations, in order, a new one too: version 1's tables
 (``create_v1``: statement for statement what the first release executed), then each
 version's changes (``migrate_v2``: describing, queueing and scheduling; ``migrate_v3``:
-talking to running commands, and their two streams). So the path an
-old store takes to the current version is the path every new store takes, and every test
-run checks it. A new version adds its ``migrate_vN`` here, to ``sqlite_file.MIGRATIONS``
-and to ``postgres_schema.MIGRATIONS``, and its columns to the tables below.
+talking to running commands, and their two streams; ``migrate_v4``: compressed output).
+So the path an old store takes to the current version is the path every new store takes,
+and every test run checks it. A new version adds its ``migrate_vN`` here, to
+``sqlite_file.MIGRATIONS`` and to ``postgres_schema.MIGRATIONS``, and its columns to the
+tables below.
 
 Triggers are written per database (``triggers``): their bodies differ too much to share.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-VERSION: Final = 3
+VERSION: Final = 4
 
 Database = Literal["sqlite", "postgres"]
 
@@ -144,6 +145,8 @@ OUTPUT_CHUNKS: Final = Table(
 # Version 3: which stream a chunk was read from (1 stdout, 2 stderr). Chunks of version 2
 # and before were read from one pipe that carried both: they count as stdout.
 STREAM: Final = Column("stream", "int", "NOT NULL DEFAULT 1")
+# Version 4: how a chunk is stored (store.codec: 0 raw, 1 zstd). Older chunks are raw.
+CODEC: Final = Column("codec", "int", "NOT NULL DEFAULT 0")
 STEP_OUTPUTS: Final = Table(
     "step_outputs",
     (
@@ -382,4 +385,27 @@ def migrate_v3(database: Database, schema: str | None = None) -> list[str]:
     ]
     statements += [_create_table(table, database, prefix) for table in (PROCESS_INPUT, CONTROLS)]
     statements += [_create_index(index, prefix) for index in INDEXES_V3]
+    return statements
+
+
+# Version 4: the store's settings (SQLite; PostgreSQL keeps them in its ``meta`` table).
+SQLITE_SETTINGS: Final = "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+def migrate_v4(database: Database, schema: str | None = None) -> list[str]:
+    """Version 3 to 4: each chunk's ``codec``, and the ``output_codec`` setting: ``zstd`` for
+    a store that holds no process yet (a new one), ``none`` for one that does (see
+    store.codec)."""
+    prefix = f"{schema}." if schema else ""
+    statements = [
+        f"ALTER TABLE {prefix}output_chunks ADD COLUMN {CODEC.name} {TYPES[CODEC.type][database]}"
+        f" {CODEC.constraint}"
+    ]
+    settings = f"{prefix}meta (key, value)" if database == "postgres" else "settings (name, value)"
+    if database == "sqlite":
+        statements.append(SQLITE_SETTINGS)
+    statements.append(
+        f"INSERT INTO {settings} SELECT 'output_codec', CASE WHEN EXISTS"
+        f" (SELECT 1 FROM {prefix}processes) THEN 'none' ELSE 'zstd' END"
+    )
     return statements

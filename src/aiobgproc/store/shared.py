@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from ..errors import ProcessNotFoundError
 from ..models import Event, Status
-from . import sql
+from . import codec, sql
 from .protocol import (
     Chunk,
     Claim,
@@ -55,6 +55,9 @@ class SharedOperations:
     database."""
 
     _sql: sql.Dialect
+    _output_codec: int | None = None
+    """What new output chunks are compressed with (store.codec), read from the store's
+    ``output_codec`` setting when it opens."""
 
     def _change(self, statement: str, params: tuple[Any, ...]) -> Awaitable[int]:
         """Run one write statement (atomic by itself: no savepoint, no transaction of its own);
@@ -353,7 +356,7 @@ class SharedOperations:
         if limit is not None:
             statement, params = statement + " LIMIT ?", (*params, limit)
         rows = await self._rows(self._sql[statement], params, long=True)
-        return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
+        return await codec.decode_rows(rows)
 
     async def read_output_before(
         self, process_id: str, before_seq: int | None, stream: int | None, limit: int
@@ -366,7 +369,7 @@ class SharedOperations:
         else:
             statement, params = sql.READ_STREAM_OUTPUT_BACK, (process_id, stream, last, limit)
         rows = await self._rows(self._sql[statement], params, long=True)
-        return [(int(row[0]), int(row[1]), bytes(row[2])) for row in rows]
+        return await codec.decode_rows(rows)
 
     async def last_output_seq(self, process_id: str) -> int:
         row = await self._row(self._sql[sql.LAST_OUTPUT_SEQ], (process_id,))

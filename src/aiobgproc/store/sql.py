@@ -410,14 +410,15 @@ OUTPUT_SIZE: Final = (
     " WHERE id = ? AND owner = ? AND claim_token = ?"
 )
 OUTPUT_CHUNK: Final = (
-    "INSERT INTO {output_chunks} (process_id, seq, stream, data) VALUES (?, ?, ?, ?)"
+    "INSERT INTO {output_chunks} (process_id, seq, stream, codec, data) VALUES (?, ?, ?, ?, ?)"
 )
 # Reads take (process_id, [stream,] seq[, limit]). On SQLite a chunk's stream is stored
 # after its data (an overflowed BLOB): a stream's chunks are found in output_chunks_by_stream,
 # never by reading each row's stream.
-_CHUNKS: Final = "SELECT seq, stream, data FROM {output_chunks} WHERE process_id = ?"
+_CHUNKS: Final = "SELECT seq, stream, data, codec FROM {output_chunks} WHERE process_id = ?"
 _STREAM_CHUNKS: Final = (
-    "SELECT seq, stream, data FROM {output_chunks}{by_stream} WHERE process_id = ? AND stream = ?"
+    "SELECT seq, stream, data, codec FROM {output_chunks}{by_stream}"
+    " WHERE process_id = ? AND stream = ?"
 )
 READ_OUTPUT: Final = _CHUNKS + " AND seq > ? ORDER BY seq"
 READ_STREAM_OUTPUT: Final = _STREAM_CHUNKS + " AND seq > ? ORDER BY seq"

@@ -22,7 +22,7 @@ from .. import _aiosqlite as _aio
 from .._faults import fault
 from ..errors import StoreError
 from ..models import Status
-from . import sql
+from . import codec, sql
 from .protocol import Chunk, Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
 from .rows import (
     Dependencies,
@@ -77,7 +77,10 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
             raise StoreError(f"cannot open store {str(self.path)!r}: {exc}") from None
         try:
             # The whole set-up in one hop to the connection thread.
-            self._checkpoint_pages = await _aio.in_thread(db, prepare, _aio.raw(db), self.path)
+            self._checkpoint_pages, setting = await _aio.in_thread(
+                db, prepare, _aio.raw(db), self.path
+            )
+            self._output_codec = codec.CODECS.get(setting)
         except BaseException as exc:
             await db.close()
             if not_sqlite(exc):
@@ -219,17 +222,19 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
     async def append_output(
         self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
     ) -> bool:
+        stored = await codec.encode(chunks, self._output_codec)
+
         def body(db: Conn) -> bool:
             cursor = db.execute(
                 _SQL[sql.OUTPUT_SIZE], (output_size, int(truncated), *_claim_params(claim))
             )
             if cursor.rowcount != 1:
                 raise Rollback
-            for seq, stream, data in chunks:
-                db.execute(_SQL[sql.OUTPUT_CHUNK], (claim.process_id, seq, stream, data))
+            for seq, stream, how, data in stored:
+                db.execute(_SQL[sql.OUTPUT_CHUNK], (claim.process_id, seq, stream, how, data))
             return True
 
-        size = sum(len(chunk[2]) for chunk in chunks)
+        size = sum(len(chunk[3]) for chunk in stored)
         return await self._write(body, False, long=size > _SHORT_WRITE_BYTES)
 
     # -- housekeeping ------------------------------------------------------------------------

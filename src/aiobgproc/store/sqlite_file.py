@@ -33,6 +33,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     tuple(schema.create_v1("sqlite")),
     (*schema.migrate_v2("sqlite"), triggers.SQLITE, *triggers.SQLITE_EVENTS),
     (*schema.migrate_v3("sqlite"), *triggers.SQLITE_V3),
+    tuple(schema.migrate_v4("sqlite")),
 )
 
 
@@ -111,8 +112,9 @@ def not_sqlite(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and "file is not a database" in str(exc)
 
 
-def prepare(db: Conn, path: Path) -> int:
-    """Set up a new connection (in its thread); how many WAL pages to checkpoint after."""
+def prepare(db: Conn, path: Path) -> tuple[int, str | None]:
+    """Set up a new connection (in its thread): how many WAL pages to checkpoint after, and
+    the ``output_codec`` setting (store.codec)."""
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA synchronous = NORMAL")
     # A process that ends error by trigger (its dependency failed) fires the trigger for its
@@ -136,7 +138,8 @@ def prepare(db: Conn, path: Path) -> int:
     # too (SQLiteConnection._checkpoint), never inside a commit made in the loop's thread.
     db.execute("PRAGMA wal_autocheckpoint = 0")
     db.execute("PRAGMA busy_timeout = 0")
-    return checkpoint_pages
+    setting = one(db, "SELECT value FROM settings WHERE name = 'output_codec'")
+    return checkpoint_pages, None if setting is None else str(setting[0])
 
 
 def _initialise(db: Conn, path: Path) -> None:
