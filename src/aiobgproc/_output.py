@@ -10,11 +10,15 @@ the child never blocks on a full pipe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-Writer = Callable[[list[tuple[int, int, bytes]], int, bool], Awaitable[None]]
-"""``write(chunks, output_size, truncated)``: append chunks (seq, stream, data), none when
-only the totals changed, and the running totals."""
+Chunks = list[tuple[int, int, bytes]]
+Writer = Callable[[Sequence[Any], int, bool], Awaitable[None]]
+"""``write(chunks, output_size, truncated)``: append chunks (as ``prepare`` made them), none
+when only the totals changed, and the running totals."""
+Prepare = Callable[[Chunks], Awaitable[Sequence[Any]]]
+"""``prepare(chunks)``: chunks (seq, stream, data) as they are to be written (compressed)."""
 
 
 class OutputRecorder:
@@ -22,6 +26,7 @@ class OutputRecorder:
         self,
         write: Writer,
         *,
+        prepare: Prepare | None = None,
         first_seq: int = 0,
         output_size: int = 0,
         stored_size: int = 0,
@@ -31,6 +36,7 @@ class OutputRecorder:
         max_buffer: int = 4 << 20,
     ) -> None:
         self._write = write
+        self._prepare = prepare
         self._seq = first_seq
         self.output_size = output_size
         self._stored = stored_size
@@ -111,12 +117,28 @@ class OutputRecorder:
         return chunks
 
     async def _flush(self) -> None:
-        while self._dirty:
-            chunks = self._take()
-            self._dirty = bool(self._buffer)
-            await self._write(chunks, self.output_size, self.truncated)
-            if len(self._buffer) < self._max_buffer and self.on_drain is not None:
-                self.on_drain()
+        """Store what is buffered, a batch at a time: a batch is prepared (compressed, in a
+        thread) while the one before it is written; the writes go one after another, in
+        order (a follower reading by seq must never see a later chunk before an earlier)."""
+        writing: asyncio.Future[None] | None = None
+        try:
+            while self._dirty:
+                chunks = self._take()
+                self._dirty = bool(self._buffer)
+                totals = (self.output_size, self.truncated)
+                prepared = chunks if self._prepare is None else await self._prepare(chunks)
+                if writing is not None:
+                    await writing
+                    self._drained()
+                writing = asyncio.ensure_future(self._write(prepared, *totals))
+        finally:
+            if writing is not None:
+                await writing
+                self._drained()
+
+    def _drained(self) -> None:
+        if len(self._buffer) < self._max_buffer and self.on_drain is not None:
+            self.on_drain()
 
     async def close(self) -> None:
         """Write what is left and stop the flusher."""

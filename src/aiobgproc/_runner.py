@@ -13,7 +13,7 @@ import logging
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -31,7 +31,7 @@ from ._run_controls import Requests, RunControls
 from ._wire.job import CommandSpec
 from .errors import ErrorType
 from .models import Status
-from .store import ProcessRecord, Store
+from .store import Chunk, ProcessRecord, Store, StoredChunk, codec
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,12 @@ class Runner:
         return self._remaining() == 0.0
 
     async def _recorder(self) -> OutputRecorder:
-        async def write(chunks: list[tuple[int, int, bytes]], size: int, truncated: bool) -> None:
+        async def write(chunks: Sequence[StoredChunk], size: int, truncated: bool) -> None:
             await self.store.append_output(self.claim, chunks, size, truncated)
             self._on_change(self.record.id)
+
+        async def prepare(chunks: list[Chunk]) -> list[StoredChunk]:
+            return await codec.encode(chunks, self.store.output_codec)
 
         # No byte was ever produced: no chunk exists, so no need to ask where they end.
         first = (
@@ -159,6 +162,7 @@ class Runner:
         )
         recorder = OutputRecorder(
             write,
+            prepare=prepare,
             first_seq=first,
             output_size=self.record.output_size,
             stored_size=self.record.output_size,

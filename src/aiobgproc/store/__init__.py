@@ -17,6 +17,7 @@ from .protocol import (
     QueueRecord,
     ScheduleRecord,
     Store,
+    StoredChunk,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "QueueRecord",
     "ScheduleRecord",
     "Store",
+    "StoredChunk",
 ]

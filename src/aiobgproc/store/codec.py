@@ -22,6 +22,8 @@ from typing import Final
 
 import zstandard
 
+from .protocol import Chunk, StoredChunk
+
 RAW: Final = 0
 ZSTD: Final = 1
 CODECS: Final[dict[str | None, int | None]] = {"none": None, "zstd": ZSTD}
@@ -36,9 +38,6 @@ _LEVEL: Final = 1
 _compressor: list[zstandard.ZstdCompressor] = []
 _decompressor: list[zstandard.ZstdDecompressor] = []
 
-StoredChunk = tuple[int, int, int, bytes]
-"""(seq, stream, codec, data as stored)."""
-
 
 def _compress(data: bytes) -> tuple[int, bytes]:
     if len(data) < MIN_BYTES:
@@ -49,11 +48,11 @@ def _compress(data: bytes) -> tuple[int, bytes]:
     return (ZSTD, packed) if len(packed) < len(data) - len(data) // 16 else (RAW, data)
 
 
-def _compress_all(chunks: Sequence[tuple[int, int, bytes]]) -> list[StoredChunk]:
+def _compress_all(chunks: Sequence[Chunk]) -> list[StoredChunk]:
     return [(seq, stream, *_compress(data)) for seq, stream, data in chunks]
 
 
-async def encode(chunks: Sequence[tuple[int, int, bytes]], codec: int | None) -> list[StoredChunk]:
+async def encode(chunks: Sequence[Chunk], codec: int | None) -> list[StoredChunk]:
     """``chunks`` (seq, stream, data) as they are to be stored: compressed with ``codec``
     (None: raw) where that gains at least 1/16 of a chunk."""
     if codec is None:
@@ -64,7 +63,7 @@ async def encode(chunks: Sequence[tuple[int, int, bytes]], codec: int | None) ->
     return _compress_all(chunks)
 
 
-def _compress_in_thread(chunks: list[tuple[int, int, bytes]]) -> list[StoredChunk]:
+def _compress_in_thread(chunks: list[Chunk]) -> list[StoredChunk]:
     compressor = zstandard.ZstdCompressor(level=_LEVEL)
     stored: list[StoredChunk] = []
     for seq, stream, data in chunks:
@@ -89,7 +88,7 @@ def decode(codec: int, data: bytes) -> bytes:
     return _decompressor[0].decompress(data)
 
 
-async def decode_rows(rows: Sequence[Sequence[object]]) -> list[tuple[int, int, bytes]]:
+async def decode_rows(rows: Sequence[Sequence[object]]) -> list[Chunk]:
     """Rows (seq, stream, data, codec) as chunks (seq, stream, bytes as written); a big page
     is decompressed in a thread."""
     stored = [(int(row[0]), int(row[1]), bytes(row[2]), int(row[3])) for row in rows]  # type: ignore[call-overload]
@@ -98,7 +97,7 @@ async def decode_rows(rows: Sequence[Sequence[object]]) -> list[tuple[int, int, 
     return [(seq, stream, decode(codec, data)) for seq, stream, data, codec in stored]
 
 
-def _decode_in_thread(stored: list[tuple[int, int, bytes, int]]) -> list[tuple[int, int, bytes]]:
+def _decode_in_thread(stored: list[tuple[int, int, bytes, int]]) -> list[Chunk]:
     decompressor = zstandard.ZstdDecompressor()
     return [
         (seq, stream, decompressor.decompress(data) if codec == ZSTD else decode(codec, data))

@@ -26,7 +26,14 @@ from ..models import Status
 from . import codec, sql
 from .postgres_claim import claim_rows
 from .postgres_schema import initialise, split_url
-from .protocol import Chunk, Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
+from .protocol import (
+    Claim,
+    ManagerRecord,
+    NewProcess,
+    ProcessRecord,
+    ScheduleRecord,
+    StoredChunk,
+)
 from .rows import dumps, insert_params, loads, manager_row, pending_dependencies, record
 from .shared import Rollback, SharedOperations, in_claim_order
 
@@ -360,9 +367,8 @@ class PostgresStore(SharedOperations):
     # -- output ------------------------------------------------------------------------------
 
     async def append_output(
-        self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
+        self, claim: Claim, stored: Sequence[StoredChunk], output_size: int, truncated: bool
     ) -> bool:
-        stored = await codec.encode(chunks, self._output_codec)
 
         async def body(conn: Any) -> bool:
             status = await conn.execute(

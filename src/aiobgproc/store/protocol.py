@@ -192,6 +192,8 @@ class QueueRecord:
 
 Chunk = tuple[int, int, bytes]
 """A chunk of captured output: its sequence number, its stream (1 stdout, 2 stderr), its bytes."""
+StoredChunk = tuple[int, int, int, bytes]
+"""A chunk as stored: seq, stream, codec (store.codec: 0 raw, 1 zstd), its bytes so encoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,12 @@ class Store(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    @property
+    def output_codec(self) -> int | None:
+        """What new output chunks are to be compressed with (store.codec.encode), from the
+        store's ``output_codec`` setting; known once the store is open."""
+        ...
 
     async def insert(self, process: NewProcess) -> str:
         """Store a new queued process and return its id. With a key that an active process
@@ -413,10 +421,11 @@ class Store(Protocol):
         ...
 
     async def append_output(
-        self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
+        self, claim: Claim, chunks: Sequence[StoredChunk], output_size: int, truncated: bool
     ) -> bool:
-        """Append chunks (none: only the totals) for the run ``claim`` names; False (nothing
-        written) if the process has another owner or claim by now."""
+        """Append chunks as stored (store.codec.encode; none: only the totals) for the run
+        ``claim`` names; False (nothing written) if the process has another owner or claim
+        by now."""
         ...
 
     # -- requests of a process's owner (input, signals, suspend, resume) --------------------

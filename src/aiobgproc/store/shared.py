@@ -59,6 +59,10 @@ class SharedOperations:
     """What new output chunks are compressed with (store.codec), read from the store's
     ``output_codec`` setting when it opens."""
 
+    @property
+    def output_codec(self) -> int | None:
+        return self._output_codec
+
     def _change(self, statement: str, params: tuple[Any, ...]) -> Awaitable[int]:
         """Run one write statement (atomic by itself: no savepoint, no transaction of its own);
         the number of rows it changed."""

@@ -23,7 +23,14 @@ from .._faults import fault
 from ..errors import StoreError
 from ..models import Status
 from . import codec, sql
-from .protocol import Chunk, Claim, ManagerRecord, NewProcess, ProcessRecord, ScheduleRecord
+from .protocol import (
+    Claim,
+    ManagerRecord,
+    NewProcess,
+    ProcessRecord,
+    ScheduleRecord,
+    StoredChunk,
+)
 from .rows import (
     Dependencies,
     dumps,
@@ -220,9 +227,8 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
     # -- output ------------------------------------------------------------------------------
 
     async def append_output(
-        self, claim: Claim, chunks: Sequence[Chunk], output_size: int, truncated: bool
+        self, claim: Claim, stored: Sequence[StoredChunk], output_size: int, truncated: bool
     ) -> bool:
-        stored = await codec.encode(chunks, self._output_codec)
 
         def body(db: Conn) -> bool:
             cursor = db.execute(
