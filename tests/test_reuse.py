@@ -95,6 +95,20 @@ async def test_environment_and_directory_do_not_carry_over(tmp_path: Path) -> No
     assert output_of(second)["cwd"] == os.getcwd()  # where a fresh executor starts
 
 
+async def test_streams_a_step_replaced_are_put_back_for_the_next_process(tmp_path: Path) -> None:
+    async with Manager(tmp_path / "jobs.db", concurrency=1, reuse_executors=10) as manager:
+        _, first = await run_one(
+            manager,
+            Process([Step("stepmods.reusing:redirect_streams")]),
+            {"gone": str(tmp_path / "d")},
+        )
+        assert first.status is Status.FINISHED, first
+        process_id, second = await run_one(manager, report())
+        assert output_of(second)["os_pid"] == output_of(first)["os_pid"]
+        assert output_of(second)["cwd"] == os.getcwd()
+        assert await manager.output(process_id) == f"out {process_id}\nerr {process_id}\n".encode()
+
+
 async def test_a_timeout_ends_that_executor_and_the_next_process_gets_a_fresh_one(
     tmp_path: Path,
 ) -> None:

@@ -47,3 +47,16 @@ def leave_thread(data: dict[str, Any]) -> dict[str, Any]:
 
     threading.Thread(target=linger, daemon=True).start()
     return {"os_pid": os.getpid()}
+
+
+def redirect_streams(data: dict[str, Any]) -> dict[str, Any]:
+    """Replaces sys.stdout and sys.stderr and leaves them so, and changes directory to a
+    directory it then removes."""
+    import io
+
+    sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
+    gone = Path(data["gone"])
+    gone.mkdir()
+    os.chdir(gone)
+    gone.rmdir()
+    return {"os_pid": os.getpid()}

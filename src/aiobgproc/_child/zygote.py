@@ -209,8 +209,13 @@ def _serve_jobs(
         os.dup2(fds[1], 2)
         for fd in fds:
             os.close(fd)
+        # What a step may have replaced: Python's own streams again (on the new pipes).
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         _restore_environ(undo)
-        os.chdir(home)
+        try:
+            os.chdir(home)
+        except OSError:
+            pass  # gone since: the next job names its own directory, or runs where it is
         _, changed, removed, cwd, job = message
 
 
