@@ -4,6 +4,8 @@ output, environment, directory, timeout, cancel and crash semantics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,15 @@ from typing import Any
 import psutil
 import pytest
 
-from aiobgproc import InvalidSpecError, Manager, Process, ProcessInfo, Status, Step
+from aiobgproc import (
+    InvalidSpecError,
+    InvalidStateError,
+    Manager,
+    Process,
+    ProcessInfo,
+    Status,
+    Step,
+)
 from helpers.procs import is_alive, start_worker
 from helpers.waiting import until, until_status
 
@@ -93,6 +103,41 @@ async def test_environment_and_directory_do_not_carry_over(tmp_path: Path) -> No
     assert (output_of(first)["extra"], output_of(first)["cwd"]) == ("yes", str(elsewhere))
     assert output_of(second)["extra"] is None
     assert output_of(second)["cwd"] == os.getcwd()  # where a fresh executor starts
+
+
+async def test_what_a_step_does_to_the_environment_is_undone_for_the_next(
+    tmp_path: Path,
+) -> None:
+    """Found by a black-box probe: a variable a step set (or removed) reached the next
+    process on the same executor."""
+    async with Manager(tmp_path / "jobs.db", concurrency=1, reuse_executors=10) as manager:
+        _, mutated = await run_one(manager, Process([Step("stepmods.reusing:mutate_environ")]))
+        _, after = await run_one(manager, report())
+    assert output_of(after)["os_pid"] == output_of(mutated)["os_pid"]
+    assert output_of(after)["extra"] is None
+    assert output_of(after)["home"] == os.environ.get("HOME")
+    assert output_of(after)["path"] == os.environ.get("PATH")
+
+
+async def test_a_suspend_that_races_the_end_of_a_run_never_stops_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """Found by a black-box probe (~1 round in 75): suspend() carried out as the run ended
+    left its reused executor stopped, and the next process hung on it. Rounds of: A naps,
+    B waits behind it, suspend(A) lands around A's end; B must always finish."""
+    nap = Process([Step("stepmods.reusing:nap")])
+    async with Manager(tmp_path / "jobs.db", concurrency=1, reuse_executors=1000) as manager:
+        for round_ in range(40):
+            first = await manager.start(nap, {"nap": 0.02})
+            second = await manager.start(nap, {"nap": 0.0})
+            await until_status(manager, first, Status.RUNNING, timeout=WAIT)
+            await asyncio.sleep(0.015 + (round_ % 10) * 0.001)  # around the end of its nap
+            with contextlib.suppress(InvalidStateError):
+                await manager.suspend(first)
+            with contextlib.suppress(InvalidStateError):
+                await manager.resume(first)
+            finished = await manager.wait_for(second, timeout=WAIT)
+            assert finished.status is Status.FINISHED, (round_, finished)
 
 
 async def test_streams_a_step_replaced_are_put_back_for_the_next_process(tmp_path: Path) -> None:

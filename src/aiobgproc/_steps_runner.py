@@ -9,6 +9,7 @@ import json
 import logging
 import marshal
 import os
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -17,6 +18,7 @@ from . import _clock, _spec
 from ._faults import fault
 from ._os import boot as _boot
 from ._os import spawn as _spawn
+from ._os import tree as _tree
 from ._os.executor_pool import ReusableExecutor
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
@@ -235,6 +237,21 @@ class StepsRunner(Runner):
         except FrameError:
             return False
         if frame is None or frame[0] != frames.IDLE:
+            return False
+        if self._controls is not None:
+            await self._controls.stop()  # no request is carried out after this
+        if self.suspended:
+            # A suspend that raced the run's end stopped the executor: it must not take the
+            # next run so. Continued, it reads the end of its channel and exits.
+            await _tree.signal_tree(
+                child.os_pid,
+                child.started,
+                signal.SIGCONT,
+                tag=self.tag,
+                recent=child.recent,
+                first_pid=child.first_pid,
+            )
+            self.resume_clock()
             return False
         await self._end_child(child, exited=True, keep=True)
         pool.give_back(executor)

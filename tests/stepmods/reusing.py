@@ -25,6 +25,8 @@ def report(data: dict[str, Any]) -> dict[str, Any]:
         "attempt": os.environ.get("AIOBGPROC_ATTEMPT"),
         "extra": os.environ.get("REUSE_EXTRA"),
         "cwd": os.getcwd(),
+        "home": os.environ.get("HOME"),
+        "path": os.environ.get("PATH"),
         "runs_here": len(RUNS_HERE),
     }
 
@@ -59,4 +61,17 @@ def redirect_streams(data: dict[str, Any]) -> dict[str, Any]:
     gone.mkdir()
     os.chdir(gone)
     gone.rmdir()
+    return {"os_pid": os.getpid()}
+
+
+def mutate_environ(data: dict[str, Any]) -> dict[str, Any]:
+    """Sets a variable, removes one and changes one, and leaves them so."""
+    os.environ["REUSE_EXTRA"] = "leaked"
+    os.environ.pop("HOME", None)
+    os.environ["PATH"] = "/nowhere"
+    return {"os_pid": os.getpid()}
+
+
+def nap(data: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(data.get("nap", 0.05))
     return {"os_pid": os.getpid()}

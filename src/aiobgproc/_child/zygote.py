@@ -138,26 +138,24 @@ def _retag(changed: dict[str, str]) -> None:
         pass
 
 
-def _set_environ(changed: dict[str, str], removed: list[str]) -> dict[str, str | None]:
+def _set_environ(changed: dict[str, str], removed: list[str]) -> None:
     """Apply the run's environment as a difference from ours (which the manager knows: we
-    sent it with "ready"): usually a few variables, not the whole environment again.
-    Returns what puts ours back (a reused executor's next job is a difference from ours)."""
+    sent it with "ready"): usually a few variables, not the whole environment again."""
     environ = os.environ
-    undo: dict[str, str | None] = {}
     for name in removed:
-        undo[name] = environ.pop(name, None)
+        environ.pop(name, None)
     for name, value in changed.items():
-        undo.setdefault(name, environ.get(name))
         environ[name] = value
-    return undo
 
 
-def _restore_environ(undo: dict[str, str | None]) -> None:
+def _reset_environ(base: dict[str, str]) -> None:
+    """Back to ``base`` (ours, before any job): whatever the last job's steps set or removed
+    is undone too, not only the job's own variables."""
     environ = os.environ
-    for name, value in undo.items():
-        if value is None:
-            environ.pop(name, None)
-        else:
+    for name in [name for name in environ if name not in base]:
+        del environ[name]
+    for name, value in base.items():
+        if environ.get(name) != value:
             environ[name] = value
 
 
@@ -193,8 +191,9 @@ def _serve_jobs(
     the next one it sends (with its own pipes, environment and directory), as a fresh
     executor would."""
     home = os.getcwd() if job.get("reuse") else None
+    base = dict(os.environ) if home is not None else None
     while True:
-        undo = _set_environ(changed, removed)
+        _set_environ(changed, removed)
         _retag(changed)
         if cwd:
             os.chdir(cwd)
@@ -211,7 +210,8 @@ def _serve_jobs(
             os.close(fd)
         # What a step may have replaced: Python's own streams again (on the new pipes).
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        _restore_environ(undo)
+        if base is not None:
+            _reset_environ(base)
         try:
             os.chdir(home)
         except OSError:
