@@ -263,3 +263,24 @@ async def test_the_worker_command_reuses_executors(tmp_path: Path) -> None:
     async with Manager(store, run=False) as client:
         pids = [output_of(await client.info(process_id))["os_pid"] for process_id in ids]
     assert pids[0] == pids[1] != pids[2]
+
+
+@pytest.mark.parametrize("reuse", [1, 10])
+async def test_a_process_whose_directory_is_gone_fails_saying_so(
+    tmp_path: Path, reuse: int
+) -> None:
+    """Found by a black-box probe: it ended 'the executor exited with code 70'."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    store = tmp_path / "jobs.db"
+    async with Manager(store, run=False) as client:
+        process_id = await client.start(report(cwd=gone))
+    gone.rmdir()
+    async with Manager(store, concurrency=1, reuse_executors=reuse) as manager:
+        failed = await manager.wait_for(process_id, timeout=WAIT)
+        assert failed.status is Status.ERROR
+        assert failed.error is not None
+        assert failed.error.type == "FileNotFoundError"
+        assert str(gone) in failed.error.message
+        _, after = await run_one(manager, report())
+        assert after.status is Status.FINISHED

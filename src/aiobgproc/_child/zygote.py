@@ -180,6 +180,22 @@ def _let_go_of_pipes() -> bool:
     return True
 
 
+def _enter(channel: executor.Channel, job: Job, cwd: str | None) -> bool:
+    """Change to the process's directory; False, with the first step's error sent (as a
+    spawned executor's run ends when its directory is gone), if that cannot be."""
+    if not cwd:
+        return True
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        index = job["start"]
+        name = job["steps"][index]["name"]
+        message = f"cannot change to the process's directory {cwd!r}: {exc.strerror or exc}"
+        channel.send(_protocol.error(index, name, type(exc).__name__, message, ""))
+        return False
+    return True
+
+
 def _serve_jobs(
     channel: executor.Channel,
     changed: dict[str, str],
@@ -195,9 +211,7 @@ def _serve_jobs(
     while True:
         _set_environ(changed, removed)
         _retag(changed)
-        if cwd:
-            os.chdir(cwd)
-        code = executor.run(channel, job)
+        code = executor.run(channel, job) if _enter(channel, job, cwd) else 0
         if code != 0 or home is None or not job.get("reuse") or not _let_go_of_pipes():
             return code
         channel.send(_protocol.idle())
