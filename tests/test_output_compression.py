@@ -5,6 +5,7 @@ storing them raw."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from aiobgproc import Command, Manager, Status
@@ -86,3 +87,23 @@ async def test_random_bytes_and_small_chunks_stay_raw(store_url: str) -> None:
         assert len(await manager.output(noise)) == 3_000_000
         assert _stored(store_url, small) == (3, [0])
         assert await manager.output(small) == b"hi\n"
+
+
+def test_compression_is_safe_from_several_threads_at_once() -> None:
+    """Found by a code review: one compressor shared by every thread (managers on loops of
+    their own) corrupted data, even crashed the interpreter."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiobgproc.store import codec
+
+    def round_trips(seed: int) -> bool:
+        payload = (f"line {seed} " * 4000).encode()
+        for _ in range(200):
+            (stored,) = asyncio.run(codec.encode([(0, 1, payload)], codec.ZSTD))
+            assert stored[2] == codec.ZSTD
+            if codec.decode(stored[2], stored[3]) != payload:
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(round_trips, range(8)))

@@ -284,3 +284,48 @@ async def test_a_process_whose_directory_is_gone_fails_saying_so(
         assert str(gone) in failed.error.message
         _, after = await run_one(manager, report())
         assert after.status is Status.FINISHED
+
+
+# -- found by a code review of the change: each a regression test ---------------------------
+
+
+async def test_what_a_step_left_in_a_replaced_stream_s_buffer_is_its_own_output(
+    tmp_path: Path,
+) -> None:
+    async with Manager(tmp_path / "jobs.db", concurrency=1, reuse_executors=10) as manager:
+        first_id, first = await run_one(
+            manager, Process([Step("stepmods.reusing:print_then_replace_stdout")])
+        )
+        second_id, second = await run_one(manager, report())
+        assert await manager.output(first_id) == f"unflushed {first_id}".encode()
+        assert await manager.output(second_id, stream="stdout") == f"out {second_id}\n".encode()
+        assert output_of(second)["os_pid"] == output_of(first)["os_pid"]
+
+
+async def test_a_step_that_closed_stdout_retires_the_executor(tmp_path: Path) -> None:
+    async with Manager(tmp_path / "jobs.db", concurrency=1, reuse_executors=10) as manager:
+        _, closed = await run_one(manager, Process([Step("stepmods.reusing:close_stdout")]))
+        assert closed.status is Status.FINISHED, closed
+        process_id, after = await run_one(manager, report())
+        assert after.status is Status.FINISHED, after
+        assert output_of(after)["os_pid"] != output_of(closed)["os_pid"]
+        assert await manager.output(process_id, stream="stdout") == f"out {process_id}\n".encode()
+
+
+async def test_a_timer_a_step_left_does_not_reach_the_next_process(tmp_path: Path) -> None:
+    async with Manager(tmp_path / "jobs.db", concurrency=1, reuse_executors=10) as manager:
+        _, timed = await run_one(
+            manager, Process([Step("stepmods.reusing:set_timer")]), {"seconds": 0.05}
+        )
+        _, napped = await run_one(manager, Process([Step("stepmods.reusing:nap")]), {"nap": 0.3})
+        assert napped.status is Status.FINISHED, napped
+        assert output_of(napped)["os_pid"] == output_of(timed)["os_pid"]
+
+
+async def test_children_the_sweep_killed_do_not_stay_zombies(tmp_path: Path) -> None:
+    async with Manager(tmp_path / "jobs.db", concurrency=1, reuse_executors=10) as manager:
+        for _ in range(3):
+            _, left = await run_one(manager, Process([Step("stepmods.escaping:leave_group_child")]))
+            assert left.status is Status.FINISHED, left
+        _, looked = await run_one(manager, Process([Step("stepmods.reusing:zombies")]))
+        assert output_of(looked)["zombies"] == []

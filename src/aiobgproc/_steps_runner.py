@@ -136,11 +136,15 @@ class StepsRunner(Runner):
         interpreter when there is not, or when the zygote cannot be reached (then None)."""
         zygote, pool = self.context.zygote, self.context.executors
         if zygote is not None and pool is not None:
-            reused = pool.take()
+            reused = pool.take(zygote.generation)
             if reused is not None:
-                child, self._pipes = await _spawn.attach_reused(
-                    reused.process, reused.started, on_output=recorder.feed
-                )
+                try:
+                    child, self._pipes = await _spawn.attach_reused(
+                        reused.process, reused.started, on_output=recorder.feed
+                    )
+                except BaseException:
+                    reused.channel.close()  # it exits at the end of its channel
+                    raise
                 self._executor = reused
                 return child, reused.channel, zygote
         if zygote is not None:
@@ -158,7 +162,7 @@ class StepsRunner(Runner):
                 channel = ExecutorChannel(ours)
                 if jobs_left > 0:
                     self._executor = ReusableExecutor(
-                        child.process, child.started, channel, jobs_left
+                        child.process, child.started, channel, jobs_left, zygote.generation
                     )
                 return child, channel, zygote
             except ConnectionError as exc:
@@ -225,6 +229,8 @@ class StepsRunner(Runner):
         executor, pool = self._executor, self.context.executors
         if executor is None or pool is None or not self._reuses or self.stop.done():
             return False
+        if self._ending == self._lost:
+            return False  # the claim was lost: as any end but the usual ones, a fresh one next
         ready = channel.ready()
         waits: set[asyncio.Future[Any]] = {ready, child.process.ended, self.stop}
         await asyncio.wait(

@@ -75,3 +75,40 @@ def mutate_environ(data: dict[str, Any]) -> dict[str, Any]:
 def nap(data: dict[str, Any]) -> dict[str, Any]:
     time.sleep(data.get("nap", 0.05))
     return {"os_pid": os.getpid()}
+
+
+def print_then_replace_stdout(data: dict[str, Any]) -> dict[str, Any]:
+    """Prints without a newline (it stays in the stream's buffer), then replaces sys.stdout."""
+    import io
+
+    sys.stdout.write(f"unflushed {os.environ['AIOBGPROC_PROCESS_ID']}")
+    sys.stdout = io.StringIO()
+    return {"os_pid": os.getpid()}
+
+
+def close_stdout(data: dict[str, Any]) -> dict[str, Any]:
+    sys.stdout.close()
+    return {"os_pid": os.getpid()}
+
+
+def set_timer(data: dict[str, Any]) -> dict[str, Any]:
+    """Leaves a timer whose SIGALRM would kill the executor a moment later."""
+    import signal
+
+    signal.setitimer(signal.ITIMER_REAL, data["seconds"])
+    return {"os_pid": os.getpid()}
+
+
+def zombies(data: dict[str, Any]) -> dict[str, Any]:
+    """This executor's children that are zombies."""
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as handle:
+            for pid in handle.read().split():
+                try:
+                    with open(f"/proc/{pid}/stat") as stat:
+                        if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                            found.append(int(pid))
+                except OSError:
+                    continue
+    return {"os_pid": os.getpid(), "zombies": found}

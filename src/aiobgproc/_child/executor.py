@@ -79,11 +79,13 @@ class Channel:
         return _protocol.decode(self._read_exactly(size)), fds
 
 
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
+def flush_streams() -> None:
+    """Flush stdout and stderr, and Python's own ones too when a step replaced them (what
+    it printed before is still in their buffers)."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         try:
-            stream.flush()
-        except (OSError, ValueError):
+            stream.flush()  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):
             pass
 
 
@@ -97,7 +99,7 @@ def _report_error(channel: Channel, index: int, name: str, exc: BaseException) -
         kind = type(exc).__name__  # the module is in the traceback
         message = str(exc)
     print(text, file=sys.stderr, end="")
-    _flush_streams()
+    flush_streams()
     channel.send(_protocol.error(index, name, kind, message, text))
 
 
@@ -120,7 +122,7 @@ def run_job(channel: Channel, job: Job) -> None:
         except BaseException as exc:
             _report_error(channel, index, name, exc)
             return
-        _flush_streams()
+        flush_streams()
         if interrupting or interrupt or spec.get("interrupt"):
             channel.send(_protocol.interrupt(index, name, payload))
             return
@@ -160,7 +162,7 @@ def run(channel: Channel, job: Job) -> int:
     except (EOFError, BrokenPipeError):
         return 3  # the manager went away
     finally:
-        _flush_streams()
+        flush_streams()
     end_escaped_children()
     return 0
 

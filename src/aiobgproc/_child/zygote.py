@@ -164,15 +164,13 @@ def _let_go_of_pipes() -> bool:
     /dev/null, so that the manager reads the end of the run's pipes (unless something the
     steps started holds them: the manager's sweep ends that). False when the executor
     must not be reused: a thread the steps started still runs (it would go on into the
-    next job, printing into its log)."""
+    next job, printing into its log), or Python's own stdout or stderr is closed."""
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         return False
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    executor.flush_streams()
+    if any(stream is None or stream.closed for stream in (sys.__stdout__, sys.__stderr__)):
+        return False
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
     os.dup2(null, 2)
@@ -194,6 +192,21 @@ def _enter(channel: executor.Channel, job: Job, cwd: str | None) -> bool:
         channel.send(_protocol.error(index, name, type(exc).__name__, message, ""))
         return False
     return True
+
+
+def _tidy() -> None:
+    """Between two jobs: reap the children the last job's sweep killed (else each stays a
+    zombie until the executor exits), and stop a timer a step left (its signal would end
+    the next job)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+    for timer in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+        signal.setitimer(timer, 0)
 
 
 def _serve_jobs(
@@ -222,6 +235,7 @@ def _serve_jobs(
         os.dup2(fds[1], 2)
         for fd in fds:
             os.close(fd)
+        _tidy()
         # What a step may have replaced: Python's own streams again (on the new pipes).
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         if base is not None:
@@ -270,11 +284,7 @@ def _child(
 
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        executor.flush_streams()
         os._exit(code)
 
 

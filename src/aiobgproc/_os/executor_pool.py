@@ -24,6 +24,9 @@ class ReusableExecutor:
     channel: ExecutorChannel
     jobs_left: int
     """How many more jobs it may take after the one it runs (0: it exits after that one)."""
+    generation: int
+    """The warm executor it was forked from (Zygote.generation): after a restart, the new
+    one's environment is what runs are told as a difference from."""
 
     @property
     def usable(self) -> bool:
@@ -39,14 +42,15 @@ class ExecutorPool:
         self._idle: list[ReusableExecutor] = []
         self._closed = False
 
-    def take(self) -> ReusableExecutor | None:
-        """An idle executor for the next run (counted as one of its jobs), or None."""
+    def take(self, generation: int) -> ReusableExecutor | None:
+        """An idle executor of the warm executor of ``generation`` for the next run (counted
+        as one of its jobs), or None."""
         while self._idle:
             executor = self._idle.pop()
-            if executor.usable:
+            if executor.usable and executor.generation == generation:
                 executor.jobs_left -= 1
                 return executor
-            executor.channel.close()  # died while idle: its exit was reported to the zygote
+            executor.channel.close()  # died while idle, or of an earlier warm executor
         return None
 
     def give_back(self, executor: ReusableExecutor) -> None:

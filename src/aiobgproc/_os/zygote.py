@@ -102,6 +102,11 @@ class Zygote:
         self.os_pid: int | None = None
 
     @property
+    def generation(self) -> int:
+        """How many warm executors were started so far: which one runs now."""
+        return self._generation
+
+    @property
     def alive(self) -> bool:
         return (
             self._process is not None

@@ -17,6 +17,7 @@ everything the API returns count the bytes as the process wrote them.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Final
 
@@ -35,16 +36,29 @@ _IN_THREAD_BYTES: Final = 256 << 10
 event loop's time per 256 KiB otherwise."""
 _LEVEL: Final = 1
 
-_compressor: list[zstandard.ZstdCompressor] = []
-_decompressor: list[zstandard.ZstdDecompressor] = []
+_local = threading.local()
+"""Each thread's compressor and decompressor: zstandard's objects are not for two threads at
+once (managers on loops of their own, in threads of their own, share this module)."""
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=_LEVEL)
+    return compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
 
 
 def _compress(data: bytes) -> tuple[int, bytes]:
     if len(data) < MIN_BYTES:
         return RAW, data
-    if not _compressor:
-        _compressor.append(zstandard.ZstdCompressor(level=_LEVEL))
-    packed = _compressor[0].compress(data)
+    packed = _compressor().compress(data)
     return (ZSTD, packed) if len(packed) < len(data) - len(data) // 16 else (RAW, data)
 
 
@@ -58,22 +72,9 @@ async def encode(chunks: Sequence[Chunk], codec: int | None) -> list[StoredChunk
     if codec is None:
         return [(seq, stream, RAW, data) for seq, stream, data in chunks]
     if sum(len(chunk[2]) for chunk in chunks) >= _IN_THREAD_BYTES:
-        # A compressor object is not for two threads at once: this one is the thread's own.
-        return await asyncio.to_thread(_compress_in_thread, list(chunks))
+        # (a worker thread: its own compressor, see _local)
+        return await asyncio.to_thread(_compress_all, list(chunks))
     return _compress_all(chunks)
-
-
-def _compress_in_thread(chunks: list[Chunk]) -> list[StoredChunk]:
-    compressor = zstandard.ZstdCompressor(level=_LEVEL)
-    stored: list[StoredChunk] = []
-    for seq, stream, data in chunks:
-        if len(data) >= MIN_BYTES:
-            packed = compressor.compress(data)
-            if len(packed) < len(data) - len(data) // 16:
-                stored.append((seq, stream, ZSTD, packed))
-                continue
-        stored.append((seq, stream, RAW, data))
-    return stored
 
 
 def decode(codec: int, data: bytes) -> bytes:
@@ -82,10 +83,8 @@ def decode(codec: int, data: bytes) -> bytes:
         return data
     if codec != ZSTD:
         raise ValueError(f"an output chunk stored with unknown codec {codec}")
-    if not _decompressor:
-        _decompressor.append(zstandard.ZstdDecompressor())
     # The frame holds its size (ZstdCompressor writes it): one allocation, no guessing.
-    return _decompressor[0].decompress(data)
+    return _decompressor().decompress(data)
 
 
 async def decode_rows(rows: Sequence[Sequence[object]]) -> list[Chunk]:
@@ -98,8 +97,4 @@ async def decode_rows(rows: Sequence[Sequence[object]]) -> list[Chunk]:
 
 
 def _decode_in_thread(stored: list[tuple[int, int, bytes, int]]) -> list[Chunk]:
-    decompressor = zstandard.ZstdDecompressor()
-    return [
-        (seq, stream, decompressor.decompress(data) if codec == ZSTD else decode(codec, data))
-        for seq, stream, data, codec in stored
-    ]
+    return [(seq, stream, decode(codec, data)) for seq, stream, data, codec in stored]
