@@ -285,17 +285,17 @@ class Runner:
                 timeout=_DRAIN_TIMEOUT,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-        if keep and child.first_pid is not None and _tree.last_pid() == child.first_pid:
-            # No process (nor thread) was started anywhere on this machine since the run
-            # began: its tree is the executor alone. One read instead of a sweep.
-            pass
-        else:
+        # Kept, with no process (nor thread) started anywhere on this machine since the run
+        # began, its tree is the executor alone: one read instead of a sweep.
+        if not (keep and child.first_pid is not None and _tree.last_pid() == child.first_pid):
             await self._sweep(child, keep)
-        if keep:
-            child.reader.close()
-            if self.context.guard is not None:
-                self.context.guard.forget(child.os_pid)
-            return None
+        returncode = None if keep else await self._reap(child)
+        child.reader.close()
+        if self.context.guard is not None:
+            self.context.guard.forget(child.os_pid)
+        return returncode
+
+    async def _reap(self, child: _spawn.Child) -> int | None:
         returncode = await _spawn.wait_exit(child, 5.0)
         if returncode is None:  # cannot happen after SIGKILL, short of an unkillable process
             log.error(
@@ -304,12 +304,10 @@ class Runner:
                 child.os_pid,
                 extra={"process_id": self.record.id},
             )
-        child.reader.close()
-        if self.context.guard is not None:
-            self.context.guard.forget(child.os_pid)
         return returncode
 
     async def _sweep(self, child: _spawn.Child, keep: bool) -> None:
+        """Terminate the run's whole tree (but the executor, when it is kept)."""
         await _tree.terminate_tree(
             child.os_pid,
             child.started,

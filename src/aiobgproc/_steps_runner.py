@@ -202,20 +202,20 @@ class StepsRunner(Runner):
         """Let the executor begin: send its job, unless it was forked with it."""
         if zygote is None:
             await channel.send(frames.job(self._job()))
-        elif self._pipes:
-            changed, removed = zygote.environ_difference(self._env())
-            job = self._job(reuse=self._reuses)
-            begin = frames.next_job(changed, removed, self._spec.get("cwd"), job)
-            try:
-                await channel.send_with_fds(begin, self._pipes)
-            finally:
-                self._close_pipes()
-        elif child.has_job:
+            return
+        if child.has_job:
             await channel.send(frames.go())
-        else:
-            changed, removed = zygote.environ_difference(self._env())
-            job = self._job(reuse=self._reuses)
+            return
+        changed, removed = zygote.environ_difference(self._env())
+        job = self._job(reuse=self._reuses)
+        if not self._pipes:  # forked without its job (too big for the fork request)
             await channel.send(frames.run(changed, removed, self._spec.get("cwd"), job))
+            return
+        try:  # a reused executor: the job, with the run's pipes
+            begin = frames.next_job(changed, removed, self._spec.get("cwd"), job)
+            await channel.send_with_fds(begin, self._pipes)
+        finally:
+            self._close_pipes()
 
     def _close_pipes(self) -> None:
         pipes, self._pipes = self._pipes, []

@@ -16,6 +16,11 @@ zygote leaves it little to undo: no signal handler or wake-up fd is installed (c
 are reaped through pidfds), stdout and stderr are line-buffered already, /dev/null is open
 already. It reports each exit status to the manager, which cannot wait for them itself.
 
+With ``Manager(reuse_executors=N)`` a forked executor runs up to N jobs one after another
+(``_serve_jobs``): after each it lets go of the run's pipes, says "idle", and takes the next
+job with that run's pipes; the environment, directory, streams and timers are put back in
+between (docs/steps.md, "Reused executors").
+
 The zygote is single-threaded and never touches the store, so forking it is safe. It exits
 when the manager closes the control socket (or dies).
 """

@@ -59,16 +59,9 @@ class ExecutorPool:
         else:
             self._idle.append(executor)
 
-    @property
-    def idle(self) -> int:
-        return len(self._idle)
-
     def close(self) -> None:
         """Let every idle executor go (each exits when it reads the end of its channel)."""
         self._closed = True
         idle, self._idle = self._idle, []
         for executor in idle:
             executor.channel.close()
-
-    def reopen(self) -> None:
-        self._closed = False

@@ -296,7 +296,7 @@ async def spawn_forked(
 async def attach_reused(
     process: ProcessHandle, started: float | None, *, on_output: OnOutput
 ) -> tuple[Child, list[int]]:
-    """A reused executor (see _executor_pool) as the child of a new run: new stdout and
+    """A reused executor (see executor_pool) as the child of a new run: new stdout and
     stderr pipes, read into ``on_output``; returns the child and the pipes' write ends, for
     the caller to send the executor (and then close)."""
     first_pid = _tree.last_pid()
