@@ -34,7 +34,7 @@ def test_run_describes_queues_and_delays(store_url: str) -> None:
         "--priority",
         "5",
         "--delay",
-        "0.5",
+        "2",  # long enough for the next command line to start, under load too
         "--",
         "echo",
         "hi",

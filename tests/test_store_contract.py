@@ -502,3 +502,63 @@ async def test_a_step_process_cancelled_before_its_pid_is_recorded_never_begins(
         info = await asyncio.wait_for(cancelling, WAIT)
         assert info.status is Status.CANCELLED
         assert not log.exists(), "the step ran although its process was cancelled first"
+
+
+async def test_a_claim_takes_what_it_is_asked_in_priority_order_within_queue_limits(
+    store_url: str,
+) -> None:
+    """The claim itself (a function of the schema on PostgreSQL, one round trip): never more
+    than asked, the highest priority then the oldest across queues, a limited queue's room,
+    a paused queue skipped, only the queues named, and a delayed process once due."""
+    from aiobgproc._location import open_store
+    from aiobgproc.store import NewProcess
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        now = time.time()
+        spec = {"kind": "command", "argv": ["true"], "cwd": None, "env": None}
+
+        async def add(name: str, queue: str, priority: int = 0, **extra: Any) -> None:
+            process = NewProcess(
+                name,
+                "command",
+                spec,
+                {},
+                None,
+                0,
+                now + len(added) * 0.001,
+                queue=queue,
+                priority=priority,
+                **extra,
+            )
+            added.append(name)
+            assert await store.insert(process) == name
+
+        added: list[str] = []
+        await add("a-low", "a")
+        await add("b-high", "b", priority=5)
+        await add("a-high", "a", priority=5)
+        await add("c-1", "c")
+        await add("c-2", "c")
+        await add("p-1", "p", priority=9)
+        await add("later", "a", priority=9, run_at=now + 3600)
+        await store.set_queue("c", limit=1)
+        await store.set_queue("p", paused=True)
+
+        async def claim(limit: int, queues: list[str] | None = None) -> list[str]:
+            return [record.id for record in await store.claim("me", now, limit, queues)]
+
+        assert await claim(1) == ["b-high"]  # the oldest of the highest priority
+        assert await claim(1, ["c"]) == ["c-1"]
+        assert await claim(5, ["c"]) == []  # c's one slot is taken
+        assert await claim(5) == ["a-high", "a-low"]  # p is paused, later not due
+        await store.set_queue("p", paused=False)
+        assert await claim(1, ["a", "b"]) == []
+        assert await claim(3) == ["p-1"]
+        assert [record.id for record in await store.claim("me", now + 7200, 3)] == ["later"]
+        claimed = await store.get("c-1")
+        assert claimed is not None
+        assert (claimed.status, claimed.owner) == (Status.RUNNING, "me")
+    finally:
+        await store.close()

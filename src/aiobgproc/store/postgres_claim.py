@@ -1,55 +1,100 @@
 """PostgresStore's claim: the same steps as SQLiteStore.claim, with rows locked one by one
 (claimable ones with SKIP LOCKED, so that claims never wait for each other; a limited queue's
-settings row FOR UPDATE, so that its claims count its running processes one at a time)."""
+settings row FOR UPDATE, so that its claims count its running processes one at a time).
+
+The steps run in a PL/pgSQL function of the store's schema (``claim_1``), installed when a
+store opens: a claim is one round trip and one statement (its own transaction), not the six
+round trips of BEGIN, four statements and COMMIT. A later change of its body gets a new name
+(``claim_2``...), so that managers of different versions on one store each call their own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from . import sql
-from .shared import claim_order
+from .rows import COLUMNS
+
+FUNCTION: Final = "claim_1"
 
 # sql.CANDIDATES for several queues (names, rooms) at once.
 _CANDIDATES_OF_QUEUES: Final = (
-    "SELECT c.id, c.priority, c.created_at FROM unnest(?::text[], ?::int[]) AS q(name, room)"
+    "SELECT c.id, c.priority, c.created_at FROM unnest(v_names, v_rooms) AS q(name, room)"
     " CROSS JOIN LATERAL (SELECT id, priority, created_at FROM {processes}"
     " WHERE status = {queued} AND ready = 1 AND queue = q.name"
     " ORDER BY priority DESC, created_at, id LIMIT q.room FOR UPDATE SKIP LOCKED) c"
 )
-_CLAIM_IDS: Final = (
-    sql.CLAIM_SET + " WHERE id = ANY(?::text[]) AND status = {queued} RETURNING {columns}"
-)
 
 
-async def claim_rows(
-    conn: Any, q: sql.Dialect, owner: str, now: float, limit: int, queues: Sequence[str] | None
-) -> list[Any]:
-    """The rows claimed for ``owner``, in the transaction ``conn`` is in."""
-    await conn.execute(q[sql.PROMOTE_DUE], now)
-    candidates: list[tuple[Any, ...]] = []
-    names: list[str] = []
-    rooms: list[int] = []
-    for name, seen_limit, seen_paused in await conn.fetch(q[sql.CLAIMABLE_QUEUES]):
-        if queues is not None and name not in queues:
-            continue
-        max_running, paused = seen_limit, seen_paused
-        if max_running is not None:  # read again, locked
-            settings = await conn.fetchrow(q[sql.QUEUE_LOCKED], name)
-            max_running, paused = settings if settings is not None else (None, 0)
-        if paused:
-            continue
-        room = limit
-        if max_running is not None:
-            running = await conn.fetchval(q[sql.RUNNING_IN_QUEUE], name)
-            room = min(room, max_running - running)
-        if room > 0:
-            names.append(name)
-            rooms.append(room)
-    if names:  # every queue's candidates in one round trip
-        rows = await conn.fetch(q[_CANDIDATES_OF_QUEUES], names, rooms)
-        candidates += [tuple(row) for row in rows]
-    ids = claim_order(candidates, limit)
-    if not ids:
-        return []
-    return list(await conn.fetch(q[_CLAIM_IDS], owner, now, ids))
+def _with(statement: str, *names: str) -> str:
+    """A neutral statement with its ``?`` placeholders replaced by PL/pgSQL names."""
+    first, *rest = statement.split("?")
+    if len(rest) != len(names):
+        raise ValueError(f"{len(rest)} placeholders, {len(names)} names: {statement}")
+    return first + "".join(name + part for name, part in zip(names, rest, strict=True))
+
+
+def create_function(schema: str) -> str:
+    """The CREATE FUNCTION statement of the claim in ``schema``. Variables are prefixed
+    (``p_``, ``v_``): a bare name that is also a column's would be ambiguous."""
+    q = sql.Dialect(schema=schema, for_update=" FOR UPDATE", skip_locked=" FOR UPDATE SKIP LOCKED")
+    promote = q[_with(sql.PROMOTE_DUE, "p_now")]
+    locked = q[_with(sql.QUEUE_LOCKED, "v_queue.name")].replace(
+        "SELECT max_running, paused", "SELECT max_running, paused INTO v_max_running, v_paused"
+    )
+    running = q[_with(sql.RUNNING_IN_QUEUE, "v_queue.name")]
+    candidates = q[_CANDIDATES_OF_QUEUES]
+    claim = q[_with(sql.CLAIM_SET, "p_owner", "p_now")]
+    queued = q["{queued}"]
+    return f"""
+CREATE OR REPLACE FUNCTION {schema}.{FUNCTION}(
+    p_owner text, p_now double precision, p_limit integer, p_queues text[]
+) RETURNS SETOF {schema}.processes LANGUAGE plpgsql AS $$
+DECLARE
+    v_queue record;
+    v_max_running integer;
+    v_paused integer;
+    v_room integer;
+    v_names text[] := ARRAY[]::text[];
+    v_rooms integer[] := ARRAY[]::integer[];
+    v_ids text[];
+BEGIN
+    {promote};
+    FOR v_queue IN {q[sql.CLAIMABLE_QUEUES]} LOOP
+        CONTINUE WHEN p_queues IS NOT NULL AND NOT (v_queue.name = ANY(p_queues));
+        v_max_running := v_queue.max_running;
+        v_paused := v_queue.paused;
+        IF v_max_running IS NOT NULL THEN  -- read again, locked
+            {locked};
+            IF NOT FOUND THEN
+                v_max_running := NULL;
+                v_paused := 0;
+            END IF;
+        END IF;
+        CONTINUE WHEN v_paused <> 0;
+        v_room := p_limit;
+        IF v_max_running IS NOT NULL THEN
+            v_room := least(v_room, v_max_running - ({running}));
+        END IF;
+        IF v_room > 0 THEN
+            v_names := v_names || v_queue.name::text;
+            v_rooms := v_rooms || v_room;
+        END IF;
+    END LOOP;
+    IF cardinality(v_names) = 0 THEN
+        RETURN;
+    END IF;
+    -- claim_order: the highest priority first, then the oldest, of every queue's candidates
+    SELECT (array_agg(c.id ORDER BY c.priority DESC, c.created_at, c.id))[1:p_limit]
+        INTO v_ids FROM ({candidates}) c;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY {claim} WHERE id = ANY(v_ids) AND status = {queued} RETURNING *;
+END $$
+"""
+
+
+def claim_query(schema: str) -> str:
+    """The claim's one round trip: owner, now, limit, queues (NULL: all)."""
+    return f"SELECT {COLUMNS} FROM {schema}.{FUNCTION}($1, $2, $3, $4::text[])"

@@ -10,6 +10,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import StoreError
 from . import schema as tables
 from . import triggers
+from .postgres_claim import FUNCTION as CLAIM_FUNCTION
+from .postgres_claim import create_function as create_claim_function
 
 SCHEMA_VERSION: Final = tables.VERSION
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")  # short enough for the NOTIFY channel name
@@ -109,3 +111,11 @@ async def initialise(conn: Any, schema: str) -> None:
     )
     if not has_trigger:
         await conn.execute(_NOTIFY_TRIGGER.format(s=schema))
+    has_claim = await conn.fetchval(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = $1 AND p.proname = $2",
+        schema,
+        CLAIM_FUNCTION,
+    )
+    if not has_claim:  # on stores of any version: older managers claim their own way
+        await conn.execute(create_claim_function(schema))

@@ -200,7 +200,7 @@ CLAIMABLE_QUEUES: Final = (
     " UNION ALL SELECT (SELECT queue FROM {processes}{by_claimable} WHERE status = {queued}"
     " AND ready = 1 AND queue > q.name ORDER BY queue LIMIT 1) FROM q"
     " WHERE q.name IS NOT NULL)"
-    " SELECT q.name, s.max_running, coalesce(s.paused, 0) FROM q"
+    " SELECT q.name, s.max_running, coalesce(s.paused, 0) AS paused FROM q"
     " LEFT JOIN {queues} s ON s.name = q.name WHERE q.name IS NOT NULL"
 )
 # A limited queue's settings, locked (PostgreSQL): its claims count one at a time.
