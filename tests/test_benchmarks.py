@@ -45,6 +45,8 @@ KEYS = (
     "b7_fresh_per_s",
     "b7_huey_inproc_per_s",
     "b7_ratio_vs_fresh",
+    "b7_store_ceiling_per_s",
+    "b7_ratio_of_store_ceiling",
     "b8_claim_p50_ms",
     "b8_claim_p99_ms",
     "b9_list_p99_ms",
@@ -57,8 +59,9 @@ KEYS = (
     "b13_stderr_tail_ms",
     "b13_tail_peak_mb",
 )
-INTERNALS_MEASURED = {"executor_startup.py"}
-"""Scripts that time aiobgproc's internals themselves (the executor's own start-up)."""
+INTERNALS_MEASURED = {"executor_startup.py", "store_ceiling.py"}
+"""Scripts that time aiobgproc's internals themselves (the executor's own start-up, the
+store's operations alone)."""
 HUEY_KEYS = (
     "b3_ratio_vs_huey",
     "b3_ratio_vs_huey_inproc",

@@ -41,6 +41,7 @@ LAYER = {
     "_os.guard": 2,
     "_os.spawn": 3,
     "_os.executor_pool": 3.2,
+    "_os.spares": 3.2,
     "_os.stdin": 1,
     "_wire.messages": 2,
     "_wire.channel": 3,

@@ -97,7 +97,9 @@ async def test_each_due_time_fires_once_with_three_workers(store_url: str, tmp_p
                 worker.stop()
     starts = [process.created_at.timestamp() for process in processes]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert all(gap > 0.3 for gap in gaps), gaps  # never two processes for one due time
+    # Never two processes for one due time (they would be milliseconds apart); a fire made
+    # late by a busy machine shortens the gap after it, hence not half the interval.
+    assert all(gap > 0.1 for gap in gaps), gaps
     assert len(processes) <= elapsed / 0.5 + 2
     assert all(process.queue == "beats" for process in processes)
 

@@ -560,5 +560,31 @@ async def test_a_claim_takes_what_it_is_asked_in_priority_order_within_queue_lim
         claimed = await store.get("c-1")
         assert claimed is not None
         assert (claimed.status, claimed.owner) == (Status.RUNNING, "me")
+        # Spare executors: the step processes claimed, in claim order, get one each as
+        # their os_pid, with the step they begin at; a command gets none.
+        await add("z-command", "z", priority=2)
+        steps = {"kind": "process", "steps": [{"name": "one"}, {"name": "two"}]}
+        for name in ("z-steps-1", "z-steps-2"):
+            added.append(name)
+            await store.insert(
+                NewProcess(name, "process", steps, {}, None, 2, now + len(added), queue="z")
+            )
+        spares = [(4242, 1.5), (4343, 2.5), (4444, 3.5)]
+        records = await store.claim("me", now, 3, ["z"], executors=spares)
+        got = [(record.id, record.os_pid, record.os_pid_started, record.step) for record in records]
+        assert got == [
+            ("z-command", None, None, None),
+            ("z-steps-1", 4242, 1.5, "one"),
+            ("z-steps-2", 4343, 2.5, "one"),
+        ]
+        stored = await store.get("z-steps-2")
+        assert stored is not None
+        assert (stored.os_pid, stored.step) == (4343, "one")
+        events = await store.read_events(0, "z-steps-1", None, 10)
+        assert [(str(event.status), event.step) for event in events] == [
+            ("queued", None),
+            ("running", None),
+            ("running", "one"),
+        ]
     finally:
         await store.close()

@@ -29,6 +29,7 @@ from ._options import ManagerOptions
 from ._os import tree as _tree
 from ._os.executor_pool import ExecutorPool
 from ._os.guard import Guard
+from ._os.spares import Spare, SpareExecutors
 from ._os.zygote import Zygote
 from ._recovery import recover
 from ._run_controls import Requests
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 QUEUE: Final = "queue"  # the run loop's wake-up key
 IDLE: Final = "idle"  # wait_idle's wake-up key
 RECHECK: Final = 1.0  # a waiter re-reads the store at least this often, notified or not
+SPARES_AT_MOST: Final = 4  # spare executors (_os.spares): a few keep forks off the path
 
 
 @dataclass(eq=False, slots=True)
@@ -89,6 +91,8 @@ class Scheduler:
         self.starting: set[asyncio.Future[bool]] = set()  # those starts
         self.starting_ids: set[str] = set()  # their processes, stored but maybe not launched
         self.asked = 0  # slots the claim in flight may fill
+        self.spares: SpareExecutors | None = None  # executors forked ahead of claims
+        self.spares_wanted = 0  # as many as the claims take at once, while they find work
 
     async def start_helpers(self) -> None:
         """The guard (kills our children should we die) and the warm executor."""
@@ -106,6 +110,8 @@ class Scheduler:
         executors = None
         if zygote is not None and limits.reuse_executors > 1:
             executors = ExecutorPool(limits.reuse_executors)
+        elif zygote is not None:
+            self.spares = SpareExecutors(zygote, min(limits.concurrency, SPARES_AT_MOST))
         self.context = dataclasses.replace(
             self.context, guard=guard, zygote=zygote, executors=executors
         )
@@ -115,6 +121,9 @@ class Scheduler:
         self.context = dataclasses.replace(context, guard=None, zygote=None, executors=None)
         if context.executors is not None:
             context.executors.close()
+        spares, self.spares = self.spares, None
+        if spares is not None:
+            await spares.close()
         if context.zygote is not None:
             await context.zygote.close()
         if context.guard is not None:
@@ -215,9 +224,14 @@ class Scheduler:
                 self.claiming = True
                 self.claim_idle.clear()
                 self.asked = free
+                spares = self.spares.take(free) if self.spares is not None else []
                 try:
                     records = await self.store.claim(
-                        self.manager_id, _clock.wall(), free, self.limits.queues
+                        self.manager_id,
+                        _clock.wall(),
+                        free,
+                        self.limits.queues,
+                        [(spare.child.os_pid, spare.child.started) for spare in spares],
                     )
                     if len(records) < free:
                         wait = await self._until_due()
@@ -225,14 +239,20 @@ class Scheduler:
                     log.exception("manager %s could not claim a process", self.manager_id)
                     records = []
                     await asyncio.sleep(self.limits.poll_interval)
+                except BaseException:
+                    for spare in spares:
+                        spare.close()
+                    raise
                 finally:
                     self.claiming = False
                     self.claim_idle.set()
                     self.asked = 0
+                unused = {spare.child.os_pid: spare for spare in spares}
                 for record in records:
                     fault("after_claim")
                     self.jobs_claimed += 1
-                    self.launch(record)
+                    self.launch(record, unused.pop(record.os_pid, None) if record.os_pid else None)
+                self._spare_for_next(records, len(spares), list(unused.values()))
                 if records:
                     if self.exhausted:
                         await self.announce_runs(False)
@@ -286,7 +306,20 @@ class Scheduler:
 
     # -- running -----------------------------------------------------------------------------
 
-    def launch(self, record: ProcessRecord) -> None:
+    def _spare_for_next(
+        self, records: list[ProcessRecord], taken: int, unused: list[Spare]
+    ) -> None:
+        """Keep one spare more than the claims take at once (another slot may free before
+        the next is forked); none once they find nothing."""
+        if self.spares is None:  # closed while the claim was in flight
+            for spare in unused:
+                spare.close()
+            return
+        self.spares.give_back(taken, unused)
+        self.spares_wanted = max(len(records) + 1, self.spares_wanted) if records else 0
+        self.spares.replenish(self.spares_wanted)
+
+    def launch(self, record: ProcessRecord, spare: Spare | None = None) -> None:
         loop = asyncio.get_running_loop()
         run = Run(record.claim(self.manager_id), loop.create_future())
         # This manager may claim again a process whose earlier run it still winds down (its
@@ -294,10 +327,12 @@ class Scheduler:
         previous = self.runs.get(record.id)
         self.runs[record.id] = run
         run.task = loop.create_task(
-            self._execute(run, record, previous), name=f"aiobgproc-{record.id}"
+            self._execute(run, record, previous, spare), name=f"aiobgproc-{record.id}"
         )
 
-    async def _execute(self, run: Run, record: ProcessRecord, previous: Run | None) -> None:
+    async def _execute(
+        self, run: Run, record: ProcessRecord, previous: Run | None, spare: Spare | None
+    ) -> None:
         if previous is not None:
             previous.request_stop("lost")
             await previous.done.wait()
@@ -308,8 +343,12 @@ class Scheduler:
             extra={"process_id": record.id},
         )
         changed: Callable[[str], None] = self.changes.notify
-        kind = CommandRunner if record.kind == "command" else StepsRunner
-        runner = kind(self.context, record, run.stop, changed, run.controls)
+        if record.kind == "command":
+            runner: CommandRunner | StepsRunner = CommandRunner(
+                self.context, record, run.stop, changed, run.controls
+            )
+        else:
+            runner = StepsRunner(self.context, record, run.stop, changed, run.controls, spare)
         try:
             outcome = await runner.run()
             error_log = self.limits.error_log
@@ -331,6 +370,8 @@ class Scheduler:
                     error={"type": ErrorType.INTERNAL, "message": message, "traceback": None},
                 )
         finally:
+            if spare is not None:
+                spare.close()  # the run's executor now, or never taken: it goes either way
             if self.runs.get(record.id) is run:
                 del self.runs[record.id]
             run.done.set()

@@ -20,6 +20,7 @@ from ._os import boot as _boot
 from ._os import spawn as _spawn
 from ._os import tree as _tree
 from ._os.executor_pool import ReusableExecutor
+from ._os.spares import Spare
 from ._os.zygote import Zygote
 from ._output import OutputRecorder
 from ._run_controls import Requests
@@ -51,8 +52,13 @@ class StepsRunner(Runner):
         stop: asyncio.Future[StopReason],
         on_change: Callable[[str], None],
         requests: Requests | None = None,
+        spare: Spare | None = None,
     ) -> None:
         super().__init__(context, record, stop, on_change, requests)
+        self._spare = spare
+        """A spare executor (see _os/spares) the claim recorded as this run's os_pid."""
+        self._on_spare = False
+        """Its executor is the spare: pid and first step were recorded by the claim."""
         self._spec = cast(ProcessSpec, record.spec)
         self._step: str | None = record.step
         self._pending_progress: tuple[float, str | None] | None = None
@@ -135,6 +141,13 @@ class StepsRunner(Runner):
         reused one, or one forked by the warm executor when there is one; a fresh
         interpreter when there is not, or when the zygote cannot be reached (then None)."""
         zygote, pool = self.context.zygote, self.context.executors
+        spare, self._spare = self._spare, None
+        if spare is not None and zygote is not None and self._can_take(spare, zygote):
+            spare.relay.attach(recorder.feed)
+            self._on_spare = True
+            return spare.child, spare.channel, zygote
+        if spare is not None:
+            spare.close()  # died, or of an earlier warm executor: a fresh one instead
         if zygote is not None and pool is not None:
             reused = pool.take(zygote.generation)
             if reused is not None:
@@ -195,6 +208,14 @@ class StepsRunner(Runner):
         finally:
             theirs.close()  # the child has its own copy
         return child, ExecutorChannel(ours), None
+
+    def _can_take(self, spare: Spare, zygote: Zygote) -> bool:
+        return (
+            spare.usable
+            and spare.generation == zygote.generation
+            and self.record.os_pid == spare.child.os_pid
+            and self.record.step == self._spec["steps"][self.record.step_index]["name"]
+        )
 
     async def _begin(
         self, child: _spawn.Child, zygote: Zygote | None, channel: ExecutorChannel
@@ -278,7 +299,9 @@ class StepsRunner(Runner):
             name = self._spec["steps"][first]["name"]
             self._announced = (first, name)
             self._step = name
-            if await self.store.set_os_pid(
+            if self._on_spare:  # its pid and first step came with the claim
+                await self._begin(child, zygote, channel)
+            elif await self.store.set_os_pid(
                 self.claim, child.os_pid, child.started, step=self._announced
             ):
                 # Only now may it begin: were we to die before the pid is recorded, whoever

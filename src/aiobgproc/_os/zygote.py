@@ -107,6 +107,12 @@ class Zygote:
         return self._generation
 
     @property
+    def environ(self) -> dict[str, str]:
+        """The warm executor's own environment (a child forked with it is told no
+        difference)."""
+        return dict(self._environ)
+
+    @property
     def alive(self) -> bool:
         return (
             self._process is not None

@@ -325,15 +325,26 @@ class PostgresStore(SharedOperations):
             )
 
     async def claim(
-        self, owner: str, now: float, limit: int, queues: Sequence[str] | None = None
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        executors: Sequence[tuple[int, float | None]] = (),
     ) -> list[ProcessRecord]:
         # See postgres_claim: the same steps as SQLiteStore.claim, in a function of the
         # schema (one statement, one round trip), rows locked one by one.
         statement = claim_query(self.schema)
         wanted = None if queues is None else list(queues)
+        pids = [pid for pid, _ in executors]
+        started = [at for _, at in executors]
 
         async def body(conn: Any) -> list[Any]:
-            return list(await conn.fetch(statement, owner, now, limit, wanted))
+            # Now, not when the claim was asked for (it may have waited for a connection):
+            # a process a dependency's end made claimable meanwhile must not start before
+            # that end (started_at).
+            at = max(now, time.time())
+            return list(await conn.fetch(statement, owner, at, limit, wanted, pids, started))
 
         empty: list[Any] = []
         rows = await self._write(body, empty, single=True)

@@ -44,11 +44,20 @@ def create_function(schema: str) -> str:
     )
     running = q[_with(sql.RUNNING_IN_QUEUE, "v_queue.name")]
     candidates = q[_CANDIDATES_OF_QUEUES]
-    claim = q[_with(sql.CLAIM_SET, "p_owner", "p_now")]
+    # A process that waited for others starts no earlier than the last of them finished:
+    # each of this function's statements sees what committed before it began, so one that
+    # ended while the claim ran (after p_now was read) may have made it claimable.
+    claim = q[_with(sql.CLAIM_SET, "p_owner", "p_now")].replace(
+        "coalesce(started_at, p_now)",
+        f"coalesce(started_at, greatest(p_now, (SELECT max(d.finished_at) FROM"
+        f" {schema}.processes d WHERE d.id IN (SELECT jsonb_array_elements_text("
+        f"{schema}.processes.after_ids::jsonb)))))",
+    )
     queued = q["{queued}"]
     return f"""
 CREATE OR REPLACE FUNCTION {schema}.{FUNCTION}(
-    p_owner text, p_now double precision, p_limit integer, p_queues text[]
+    p_owner text, p_now double precision, p_limit integer, p_queues text[],
+    p_pids integer[], p_started double precision[]
 ) RETURNS SETOF {schema}.processes LANGUAGE plpgsql AS $$
 DECLARE
     v_queue record;
@@ -58,6 +67,8 @@ DECLARE
     v_names text[] := ARRAY[]::text[];
     v_rooms integer[] := ARRAY[]::integer[];
     v_ids text[];
+    v_claimed text[];
+    v_steps text[];
 BEGIN
     {promote};
     FOR v_queue IN {q[sql.CLAIMABLE_QUEUES]} LOOP
@@ -90,11 +101,32 @@ BEGIN
     IF v_ids IS NULL THEN
         RETURN;
     END IF;
-    RETURN QUERY {claim} WHERE id = ANY(v_ids) AND status = {queued} RETURNING *;
+    WITH claimed AS ({claim} WHERE id = ANY(v_ids) AND status = {queued} RETURNING id)
+        SELECT array_agg(id) INTO v_claimed FROM claimed;
+    -- The step processes among them, in claim order, get a spare executor each (p_pids),
+    -- with the step they begin at: a statement of its own, so that the event log records
+    -- the step's start after the claim, as when the runner records it.
+    IF cardinality(p_pids) > 0 THEN
+        SELECT (array_agg(u.id ORDER BY u.n))[1:cardinality(p_pids)] INTO v_steps
+            FROM unnest(v_ids) WITH ORDINALITY AS u(id, n)
+            JOIN {schema}.processes p ON p.id = u.id
+            WHERE p.kind = 'process' AND u.id = ANY(v_claimed);
+        UPDATE {schema}.processes SET
+            os_pid = p_pids[array_position(v_steps, id)],
+            os_pid_started = p_started[array_position(v_steps, id)],
+            step = spec::jsonb -> 'steps' -> step_index ->> 'name',
+            progress = NULL, progress_message = NULL
+            WHERE id = ANY(v_steps);
+    END IF;
+    RETURN QUERY SELECT * FROM {schema}.processes WHERE id = ANY(v_claimed);
 END $$
 """
 
 
 def claim_query(schema: str) -> str:
-    """The claim's one round trip: owner, now, limit, queues (NULL: all)."""
-    return f"SELECT {COLUMNS} FROM {schema}.{FUNCTION}($1, $2, $3, $4::text[])"
+    """The claim's one round trip: owner, now, limit, queues (NULL: all), the spare
+    executors' pids and create times (see Store.claim)."""
+    return (
+        f"SELECT {COLUMNS} FROM {schema}.{FUNCTION}"
+        "($1, $2, $3, $4::text[], $5::integer[], $6::double precision[])"
+    )

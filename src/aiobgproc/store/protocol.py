@@ -268,12 +268,19 @@ class Store(Protocol):
         ...
 
     async def claim(
-        self, owner: str, now: float, limit: int, queues: Sequence[str] | None = None
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        executors: Sequence[tuple[int, float | None]] = (),
     ) -> list[ProcessRecord]:
         """Move up to ``limit`` claimable processes of ``queues`` (None: all) to running for
         ``owner``: first those whose ``run_at`` has come are made claimable; then, queue by
         queue (a paused one skipped, a limited one counted in the same transaction), the
-        highest priority first, then the oldest."""
+        highest priority first, then the oldest. ``executors`` (pid, create time), spare
+        executors forked ahead: the claimed step processes, in that order, are given one
+        each as their ``os_pid`` in the same write (commands and the rest get none)."""
         ...
 
     async def next_run_at(self) -> float | None:

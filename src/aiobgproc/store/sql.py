@@ -265,6 +265,12 @@ def update_claimed(assignments: str) -> str:
 
 
 SET_OS_PID: Final = update_claimed("os_pid = ?, os_pid_started = ?")
+# A spare executor given to a step process in the transaction that claimed it (Store.claim),
+# with the step it begins at (a statement of its own: the event log sees the step start).
+PIN_EXECUTOR: Final = (
+    "UPDATE {processes} SET os_pid = ?, os_pid_started = ?, step = ?, progress = NULL,"
+    " progress_message = NULL WHERE id = ?"
+)
 SET_OS_PID_AND_STEP: Final = update_claimed(
     "os_pid = ?, os_pid_started = ?, step_index = ?, step = ?, progress = NULL,"
     " progress_message = NULL"

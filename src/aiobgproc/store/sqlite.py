@@ -32,6 +32,7 @@ from .protocol import (
     StoredChunk,
 )
 from .rows import (
+    COLUMNS,
     Dependencies,
     dumps,
     insert_params,
@@ -155,12 +156,20 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
         return None if row is None else record(row)
 
     async def claim(
-        self, owner: str, now: float, limit: int, queues: Sequence[str] | None = None
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        executors: Sequence[tuple[int, float | None]] = (),
     ) -> list[ProcessRecord]:
         # The same steps as PostgresStore.claim; here BEGIN IMMEDIATE holds the write lock,
         # so nothing is locked row by row.
         def body(db: Conn) -> list[Any]:
-            db.execute(_SQL[sql.PROMOTE_DUE], (now,))
+            # Now, not when the claim was asked for: a process a dependency's end made
+            # claimable meanwhile must not start before that end (started_at).
+            at = max(now, time.time())
+            db.execute(_SQL[sql.PROMOTE_DUE], (at,))
             candidates: list[tuple[Any, ...]] = []
             for name, max_running, paused in _all(db, _SQL[sql.CLAIMABLE_QUEUES]):
                 if paused or (queues is not None and name not in queues):
@@ -177,7 +186,8 @@ class SQLiteStore(SharedOperations, SQLiteConnection):
             marks = ", ".join("?" for _ in ids)
             # "+status": look the ids up by primary key, not every queued row by status.
             statement = sql.CLAIM_SET + f" WHERE id IN ({marks}) AND +status = {{queued}}"
-            return _all(db, _SQL[statement + " RETURNING {columns}"], (owner, now, *ids))
+            rows = _all(db, _SQL[statement + " RETURNING {columns}"], (owner, at, *ids))
+            return _pin(db, rows, ids, executors)
 
         empty: list[Any] = []
         rows = await self._write(body, empty)
@@ -320,6 +330,39 @@ def _insert_extras(db: Conn, process: NewProcess, pending: Sequence[str]) -> Non
         db.execute(_SQL[sql.INSERT_DEPENDENCY], (process.id, depends_on))
     for name, value in process.meta_pairs:
         db.execute(_SQL[sql.INSERT_META], (process.id, name, value, process.created_at))
+
+
+_POSITION: Final = {name.strip(): index for index, name in enumerate(COLUMNS.split(","))}
+_ID, _KIND, _SPEC = _POSITION["id"], _POSITION["kind"], _POSITION["spec"]
+_STEP, _STEP_INDEX = _POSITION["step"], _POSITION["step_index"]
+_PROGRESS, _PROGRESS_MESSAGE = _POSITION["progress"], _POSITION["progress_message"]
+_OS_PID, _OS_PID_STARTED = _POSITION["os_pid"], _POSITION["os_pid_started"]
+
+
+def _pin(
+    db: Conn, rows: list[Any], ids: list[str], executors: Sequence[tuple[int, float | None]]
+) -> list[Any]:
+    """The claimed step processes, in claim order, each given one of ``executors`` as its
+    os_pid, with the step it begins at (see Store.claim), in the claim's transaction."""
+    if not executors:
+        return rows
+    claimed = {row[_ID]: tuple(row) for row in rows}
+    left = iter(executors)
+    pinned: list[Any] = []
+    for process_id in ids:
+        row = claimed.get(process_id)
+        if row is None:
+            continue
+        executor = next(left, None) if row[_KIND] == "process" else None
+        if executor is not None:
+            step = loads(row[_SPEC])["steps"][row[_STEP_INDEX]]["name"]
+            db.execute(_SQL[sql.PIN_EXECUTOR], (*executor, step, process_id))
+            changed = list(row)
+            changed[_OS_PID], changed[_OS_PID_STARTED] = executor
+            changed[_STEP], changed[_PROGRESS], changed[_PROGRESS_MESSAGE] = step, None, None
+            row = tuple(changed)
+        pinned.append(row)
+    return pinned
 
 
 def _claim_params(claim: Claim) -> tuple[str, str, int]:
