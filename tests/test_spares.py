@@ -4,6 +4,7 @@ is still a fresh executor's: its own output, environment, directory and event lo
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import psutil
 
 from aiobgproc import Manager, Process, Status, Step
 from aiobgproc._os.spares import IDLE_SECONDS
+from aiobgproc._steps_runner import StepsRunner
 from helpers.waiting import until
 
 WAIT = 30.0
@@ -75,3 +77,55 @@ async def test_an_idle_manager_keeps_no_spare_and_closing_ends_them(tmp_path: Pa
         except psutil.NoSuchProcess:
             pass
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_process_cancelled_before_its_spare_begins_never_runs(tmp_path: Path) -> None:
+    """The claim recorded the spare's pid; a cancel the runner notices before the spare
+    begins keeps the step from running at all (a fresh executor's pid write would have)."""
+    log = tmp_path / "ran.log"
+    record = Process([Step("stepmods.basic:record", "ran")])
+    store = tmp_path / "jobs.db"
+    async with Manager(store, concurrency=2) as manager, Manager(store, run=False) as client:
+        # Started by a client, claimed by the manager (a start of its own with a free slot
+        # would store its process claimed, without a spare).
+        for process_id in [await client.start(Process([Step(REPORT)])) for _ in range(3)]:
+            await manager.wait_for(process_id, timeout=WAIT)
+        spares = manager._scheduler.spares
+        assert spares is not None
+
+        async def spare_ready() -> bool:
+            return bool(spares._ready)
+
+        await until(spare_ready, timeout=WAIT, what="a spare")
+        taken = asyncio.Event()
+        original, begin = StepsRunner._start_executor, StepsRunner._begin
+        begun: list[str] = []
+
+        async def held(self: StepsRunner, recorder: Any) -> Any:
+            started = await original(self, recorder)
+            if self._on_spare:
+                taken.set()
+                await self.stop  # until the runner saw the cancel
+            return started
+
+        async def counted(self: StepsRunner, *args: Any) -> None:
+            begun.append(self.record.id)  # the job is sent: the step would run
+            await begin(self, *args)
+
+        StepsRunner._start_executor = held  # type: ignore[method-assign]
+        StepsRunner._begin = counted  # type: ignore[method-assign, assignment]
+        try:
+            process_id = await client.start(record, {"log": str(log)})
+            await asyncio.wait_for(taken.wait(), WAIT)
+            info = await client.cancel(process_id)
+        finally:
+            StepsRunner._start_executor = original  # type: ignore[method-assign]
+            StepsRunner._begin = begin  # type: ignore[method-assign]
+        assert info.status is Status.CANCELLED
+        await until(lambda: _settled(manager, process_id), timeout=WAIT, what="the run's end")
+    assert process_id not in begun, "the executor was given the job of a cancelled process"
+    assert not log.exists(), "the step ran although its process was cancelled first"
+
+
+async def _settled(manager: Manager, process_id: str) -> bool:
+    return process_id not in manager._scheduler.runs

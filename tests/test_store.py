@@ -467,3 +467,21 @@ async def test_the_aiosqlite_internals_the_store_relies_on_are_there(store_path:
         )
     finally:
         await db.close()
+
+
+async def test_a_claim_with_spares_takes_a_damaged_step_process_without_one(
+    store_path: Path,
+) -> None:
+    """A step process whose stored spec names no step it could begin at gets no spare
+    executor (the claim does not fail: its run reports what is wrong)."""
+    store = SQLiteStore(store_path)
+    await store.open()
+    try:
+        spec = {"kind": "process", "steps": [{"name": "one"}]}
+        await store.insert(NewProcess("damaged", "process", spec, {}, None, 1, time.time()))
+        with closing(sqlite3.connect(store_path)) as db, db:
+            db.execute("UPDATE processes SET spec = '{\"steps\": []}' WHERE id = 'damaged'")
+        (claimed,) = await store.claim("me", time.time(), 1, executors=[(4242, 1.5)])
+        assert (claimed.id, claimed.os_pid, claimed.step) == ("damaged", None, None)
+    finally:
+        await store.close()

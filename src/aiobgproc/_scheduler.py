@@ -29,7 +29,7 @@ from ._options import ManagerOptions
 from ._os import tree as _tree
 from ._os.executor_pool import ExecutorPool
 from ._os.guard import Guard
-from ._os.spares import Spare, SpareExecutors
+from ._os.spares import MOST_SPARES, Spare, SpareExecutors, after_claim
 from ._os.zygote import Zygote
 from ._recovery import recover
 from ._run_controls import Requests
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 QUEUE: Final = "queue"  # the run loop's wake-up key
 IDLE: Final = "idle"  # wait_idle's wake-up key
 RECHECK: Final = 1.0  # a waiter re-reads the store at least this often, notified or not
-SPARES_AT_MOST: Final = 4  # spare executors (_os.spares): a few keep forks off the path
 
 
 @dataclass(eq=False, slots=True)
@@ -92,7 +91,6 @@ class Scheduler:
         self.starting_ids: set[str] = set()  # their processes, stored but maybe not launched
         self.asked = 0  # slots the claim in flight may fill
         self.spares: SpareExecutors | None = None  # executors forked ahead of claims
-        self.spares_wanted = 0  # as many as the claims take at once, while they find work
 
     async def start_helpers(self) -> None:
         """The guard (kills our children should we die) and the warm executor."""
@@ -111,7 +109,7 @@ class Scheduler:
         if zygote is not None and limits.reuse_executors > 1:
             executors = ExecutorPool(limits.reuse_executors)
         elif zygote is not None:
-            self.spares = SpareExecutors(zygote, min(limits.concurrency, SPARES_AT_MOST))
+            self.spares = SpareExecutors(zygote, min(limits.concurrency, MOST_SPARES))
         self.context = dataclasses.replace(
             self.context, guard=guard, zygote=zygote, executors=executors
         )
@@ -225,6 +223,8 @@ class Scheduler:
                 self.claim_idle.clear()
                 self.asked = free
                 spares = self.spares.take(free) if self.spares is not None else []
+                records: list[ProcessRecord] = []
+                failed = False
                 try:
                     records = await self.store.claim(
                         self.manager_id,
@@ -233,22 +233,20 @@ class Scheduler:
                         self.limits.queues,
                         [(spare.child.os_pid, spare.child.started) for spare in spares],
                     )
-                    if len(records) < free:
-                        wait = await self._until_due()
-                except StoreError:
-                    log.exception("manager %s could not claim a process", self.manager_id)
-                    records = []
-                    await asyncio.sleep(self.limits.poll_interval)
-                except BaseException:
-                    for spare in spares:
+                except BaseException as exc:
+                    for spare in spares:  # it may have committed them to processes: never again
                         spare.close()
-                    raise
+                    spares = []
+                    if not isinstance(exc, StoreError):
+                        raise
+                    log.exception("manager %s could not claim a process", self.manager_id)
+                    failed = True
                 finally:
                     self.claiming = False
                     self.claim_idle.set()
                     self.asked = 0
                 unused = {spare.child.os_pid: spare for spare in spares}
-                for record in records:
+                for record in records:  # launched whatever comes next
                     fault("after_claim")
                     self.jobs_claimed += 1
                     self.launch(record, unused.pop(record.os_pid, None) if record.os_pid else None)
@@ -257,6 +255,10 @@ class Scheduler:
                     if self.exhausted:
                         await self.announce_runs(False)
                     continue
+                if failed:
+                    await asyncio.sleep(self.limits.poll_interval)
+                else:
+                    wait = await self._until_due()
             await self.changes.wait(event, wait)
             read_first = not event.is_set() and wait >= RECHECK
 
@@ -273,7 +275,10 @@ class Scheduler:
     async def _until_due(self) -> float:
         """How long the run loop may sleep: until the earliest delayed process is due, at
         most RECHECK (a change that queues work wakes it sooner)."""
-        due = await self.store.next_run_at()
+        try:
+            due = await self.store.next_run_at()
+        except StoreError:
+            return RECHECK
         if due is None:
             return RECHECK
         return min(RECHECK, max(due - _clock.wall(), 0.0) + 0.001)
@@ -309,15 +314,8 @@ class Scheduler:
     def _spare_for_next(
         self, records: list[ProcessRecord], taken: int, unused: list[Spare]
     ) -> None:
-        """Keep one spare more than the claims take at once (another slot may free before
-        the next is forked); none once they find nothing."""
-        if self.spares is None:  # closed while the claim was in flight
-            for spare in unused:
-                spare.close()
-            return
-        self.spares.give_back(taken, unused)
-        self.spares_wanted = max(len(records) + 1, self.spares_wanted) if records else 0
-        self.spares.replenish(self.spares_wanted)
+        steps = sum(record.kind == "process" for record in records)
+        after_claim(self.spares, steps, taken, unused, more=not self.closing and not self.exhausted)
 
     def launch(self, record: ProcessRecord, spare: Spare | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -334,6 +332,9 @@ class Scheduler:
         self, run: Run, record: ProcessRecord, previous: Run | None, spare: Spare | None
     ) -> None:
         if previous is not None:
+            if spare is not None:  # it would begin without the pid write's fencing
+                spare.close()
+                spare = None
             previous.request_stop("lost")
             await previous.done.wait()
         log.info(

@@ -299,10 +299,14 @@ class StepsRunner(Runner):
             name = self._spec["steps"][first]["name"]
             self._announced = (first, name)
             self._step = name
-            if self._on_spare:  # its pid and first step came with the claim
-                await self._begin(child, zygote, channel)
+            # A spare's pid and first step came with the claim (a spare refused by
+            # _can_take leaves that step recorded: not announced twice).
+            pinned = self.record.os_pid is not None and self.record.step == name
+            if self._on_spare:
+                if not self.stop.done():  # cancelled or lost since the claim: it never begins
+                    await self._begin(child, zygote, channel)
             elif await self.store.set_os_pid(
-                self.claim, child.os_pid, child.started, step=self._announced
+                self.claim, child.os_pid, child.started, step=None if pinned else self._announced
             ):
                 # Only now may it begin: were we to die before the pid is recorded, whoever
                 # recovers the process could not tell that it ran.

@@ -26,6 +26,8 @@ from .zygote import Zygote
 log = logging.getLogger(__name__)
 
 IDLE_SECONDS: Final = 2.0
+MOST_SPARES: Final = 4  # a few keep forks off the path; more only add idle processes
+_FORK_WAIT: Final = 5.0  # how long close() waits for forks in flight
 
 
 class OutputRelay:
@@ -84,6 +86,7 @@ class SpareExecutors:
         self._expiry: asyncio.TimerHandle | None = None
         self.pinned = 0
         """How many spares claims gave to processes so far."""
+        self._wanted = 0
 
     def take(self, count: int) -> list[Spare]:
         """Up to ``count`` usable spares of the current warm executor."""
@@ -96,14 +99,21 @@ class SpareExecutors:
                 spare.close()
         return taken
 
-    def give_back(self, taken: int, spares: list[Spare]) -> None:
-        """Of ``taken`` spares, those a claim did not use (nothing to claim, or commands)."""
-        self.pinned += taken - len(spares)
-        for spare in spares:
+    def after_claim(self, steps: int, taken: int, unused: list[Spare], *, more: bool) -> None:
+        """A claim took ``taken`` spares and claimed ``steps`` step processes: the spares
+        it did not use wait for the next, and one spare more than the claims take at once is
+        kept forked (another slot may free before the next is); none once they find no step
+        process, or when no claim is to come (``more``)."""
+        self.pinned += taken - len(unused)
+        for spare in unused:
             if self._closed or not spare.usable:
                 spare.close()
             else:
                 self._ready.append(spare)
+        if self._ready:
+            self._expire_later()
+        self._wanted = max(steps + 1, self._wanted) if steps and more else 0
+        self.replenish(self._wanted)
 
     def replenish(self, wanted: int) -> None:
         """Fork, in the background, what it takes to have ``wanted`` spares (at most the
@@ -151,8 +161,12 @@ class SpareExecutors:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        if self._tasks:  # a fork the warm executor never answers must not hold the close
+            _, late = await asyncio.wait(set(self._tasks), timeout=_FORK_WAIT)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         ready, self._ready = self._ready, []
         for spare in ready:
             spare.close()
@@ -160,6 +174,7 @@ class SpareExecutors:
 
 async def fork_spare(zygote: Zygote) -> Spare:
     """A spare forked now, with the warm executor's environment and no job."""
+    generation = zygote.generation  # the one asked (it may be replaced meanwhile)
     ours, theirs = socket.socketpair()
     relay = OutputRelay()
     try:
@@ -174,4 +189,16 @@ async def fork_spare(zygote: Zygote) -> Spare:
         raise
     finally:
         theirs.close()
-    return Spare(child, ExecutorChannel(ours), relay, zygote.generation)
+    return Spare(child, ExecutorChannel(ours), relay, generation)
+
+
+def after_claim(
+    spares: SpareExecutors | None, steps: int, taken: int, unused: list[Spare], *, more: bool
+) -> None:
+    """SpareExecutors.after_claim, or, the spares closed while the claim was in flight,
+    the unused ones closed."""
+    if spares is not None:
+        spares.after_claim(steps, taken, unused, more=more)
+        return
+    for spare in unused:
+        spare.close()

@@ -278,7 +278,9 @@ class Store(Protocol):
         """Move up to ``limit`` claimable processes of ``queues`` (None: all) to running for
         ``owner``: first those whose ``run_at`` has come are made claimable; then, queue by
         queue (a paused one skipped, a limited one counted in the same transaction), the
-        highest priority first, then the oldest. ``executors`` (pid, create time), spare
+        highest priority first, then the oldest. ``now`` is a lower bound: the store reads
+        the clock again when the claim runs (a process a dependency's end made claimable
+        meanwhile starts no earlier than that end). ``executors`` (pid, create time), spare
         executors forked ahead: the claimed step processes, in that order, are given one
         each as their ``os_pid`` in the same write (commands and the rest get none)."""
         ...

@@ -353,9 +353,9 @@ def _pin(
         row = claimed.get(process_id)
         if row is None:
             continue
-        executor = next(left, None) if row[_KIND] == "process" else None
+        step = _first_step(row) if row[_KIND] == "process" else None
+        executor = next(left, None) if step is not None else None
         if executor is not None:
-            step = loads(row[_SPEC])["steps"][row[_STEP_INDEX]]["name"]
             db.execute(_SQL[sql.PIN_EXECUTOR], (*executor, step, process_id))
             changed = list(row)
             changed[_OS_PID], changed[_OS_PID_STARTED] = executor
@@ -363,6 +363,16 @@ def _pin(
             row = tuple(changed)
         pinned.append(row)
     return pinned
+
+
+def _first_step(row: tuple[Any, ...]) -> str | None:
+    """The name of the step a claimed step process begins at (None: its spec is damaged;
+    it gets no spare, and its run reports what is wrong)."""
+    try:
+        name = loads(row[_SPEC])["steps"][row[_STEP_INDEX]]["name"]
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _claim_params(claim: Claim) -> tuple[str, str, int]:
