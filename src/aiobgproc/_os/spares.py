@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from typing import Final
 
@@ -64,7 +65,16 @@ class Spare:
 
     @property
     def usable(self) -> bool:
-        return self.child.process.returncode is None and not self.channel.at_end
+        """Alive, as far as can be told without a round trip: its end may not have been
+        reported yet, so the pid is asked too (one syscall; a killed spare is reaped by
+        the warm executor at once)."""
+        if self.child.process.returncode is not None or self.channel.at_end:
+            return False
+        try:
+            os.kill(self.child.os_pid, 0)
+        except (ProcessLookupError, PermissionError):  # gone (the latter: pid reused)
+            return False
+        return True
 
     def close(self) -> None:
         """Let it go: it exits when it reads the end of its channel (the warm executor reaps
@@ -139,9 +149,9 @@ class SpareExecutors:
         self._ready.append(spare)
         self._expire_later()
 
-    def _expire_later(self) -> None:
+    def _expire_later(self, delay: float = IDLE_SECONDS) -> None:
         if self._expiry is None:
-            self._expiry = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._expire)
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _expire(self) -> None:
         self._expiry = None
@@ -153,8 +163,9 @@ class SpareExecutors:
             else:
                 kept.append(spare)
         self._ready = kept
-        if kept:
-            self._expire_later()
+        if kept:  # when the oldest left is due, not a whole period on (it would live 2x)
+            oldest = min(spare.since for spare in kept)
+            self._expire_later(max(oldest + IDLE_SECONDS - now, 0.05))
 
     async def close(self) -> None:
         self._closed = True
