@@ -29,7 +29,7 @@ from ._options import ManagerOptions
 from ._os import tree as _tree
 from ._os.executor_pool import ExecutorPool
 from ._os.guard import Guard
-from ._os.spares import MOST_SPARES, Spare, SpareExecutors, after_claim
+from ._os.spares import MOST_SPARES, Spare, SpareExecutors
 from ._os.zygote import Zygote
 from ._recovery import recover
 from ._run_controls import Requests
@@ -106,6 +106,7 @@ class Scheduler:
                 log.warning("manager %s: no warm executor (%s); spawning", self.manager_id, exc)
                 zygote = None
         executors = None
+        self.spares = None
         if zygote is not None and limits.reuse_executors > 1:
             executors = ExecutorPool(limits.reuse_executors)
         elif zygote is not None:
@@ -119,9 +120,8 @@ class Scheduler:
         self.context = dataclasses.replace(context, guard=None, zygote=None, executors=None)
         if context.executors is not None:
             context.executors.close()
-        spares, self.spares = self.spares, None
-        if spares is not None:
-            await spares.close()
+        if self.spares is not None:  # closed, it closes what a claim in flight gives back
+            await self.spares.close()
         if context.zygote is not None:
             await context.zygote.close()
         if context.guard is not None:
@@ -314,8 +314,9 @@ class Scheduler:
     def _spare_for_next(
         self, records: list[ProcessRecord], taken: int, unused: list[Spare]
     ) -> None:
-        steps = sum(record.kind == "process" for record in records)
-        after_claim(self.spares, steps, taken, unused, more=not self.closing and not self.exhausted)
+        if self.spares is not None:
+            steps = sum(record.kind == "process" for record in records)
+            self.spares.after_claim(steps, taken, unused, more=not (self.closing or self.exhausted))
 
     def launch(self, record: ProcessRecord, spare: Spare | None = None) -> None:
         loop = asyncio.get_running_loop()

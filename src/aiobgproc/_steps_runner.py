@@ -209,12 +209,18 @@ class StepsRunner(Runner):
             theirs.close()  # the child has its own copy
         return child, ExecutorChannel(ours), None
 
+    @property
+    def _pinned(self) -> bool:
+        """The claim gave this run a spare: its pid and the first step are recorded."""
+        first = self._spec["steps"][self.record.step_index]["name"]
+        return self.record.os_pid is not None and self.record.step == first
+
     def _can_take(self, spare: Spare, zygote: Zygote) -> bool:
         return (
-            spare.usable
-            and spare.generation == zygote.generation
+            self._pinned
             and self.record.os_pid == spare.child.os_pid
-            and self.record.step == self._spec["steps"][self.record.step_index]["name"]
+            and spare.generation == zygote.generation
+            and spare.usable
         )
 
     async def _begin(
@@ -301,7 +307,7 @@ class StepsRunner(Runner):
             self._step = name
             # A spare's pid and first step came with the claim (a spare refused by
             # _can_take leaves that step recorded: not announced twice).
-            pinned = self.record.os_pid is not None and self.record.step == name
+            pinned = self._pinned
             if self._on_spare:
                 if not self.stop.done():  # cancelled or lost since the claim: it never begins
                     await self._begin(child, zygote, channel)

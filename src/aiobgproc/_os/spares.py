@@ -7,8 +7,9 @@ environment and no job, it waits for its run's ("run", environment, directory, j
 executor forked with a job too big for the fork request does. Its stdout and stderr pipes
 are its own from the fork; what they carry goes to the run that takes it.
 
-Spares are forked only while claims find work (as many as the claims took, up to the
-manager's concurrency), and one unused for IDLE_SECONDS exits: an idle manager keeps none.
+Spares are forked only while claims find step processes (one more than a claim took at
+once, at most MOST_SPARES and the concurrency), and one unused for IDLE_SECONDS exits: an
+idle manager keeps none.
 """
 
 from __future__ import annotations
@@ -201,15 +202,3 @@ async def fork_spare(zygote: Zygote) -> Spare:
     finally:
         theirs.close()
     return Spare(child, ExecutorChannel(ours), relay, generation)
-
-
-def after_claim(
-    spares: SpareExecutors | None, steps: int, taken: int, unused: list[Spare], *, more: bool
-) -> None:
-    """SpareExecutors.after_claim, or, the spares closed while the claim was in flight,
-    the unused ones closed."""
-    if spares is not None:
-        spares.after_claim(steps, taken, unused, more=more)
-        return
-    for spare in unused:
-        spare.close()

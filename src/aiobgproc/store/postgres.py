@@ -84,6 +84,7 @@ class PostgresStore(SharedOperations):
         self._listener: Any = None
         self._changes = 0
         self._sql = sql.postgres(self.schema)
+        self._claim_query = claim_query(self.schema)
         self._own_backends: set[int] = set()  # server pids of our pool's connections
         self._changed: dict[str, str] | None = {}  # None: unknown, any process may have
         self._channel = f"aiobgproc_{self.schema}"
@@ -334,7 +335,7 @@ class PostgresStore(SharedOperations):
     ) -> list[ProcessRecord]:
         # See postgres_claim: the same steps as SQLiteStore.claim, in a function of the
         # schema (one statement, one round trip), rows locked one by one.
-        statement = claim_query(self.schema)
+        statement = self._claim_query
         wanted = None if queues is None else list(queues)
         pids = [pid for pid, _ in executors]
         started = [at for _, at in executors]
